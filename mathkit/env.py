@@ -1,0 +1,95 @@
+"""Where we run (Kaggle, Colab, local), what the hardware is, and seeding.
+
+Everything that differs between a laptop, CI, Kaggle and Colab is decided here, so that the
+notebooks and the rest of mathkit never look at environment variables themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from pathlib import Path
+
+
+def detect_platform() -> str:
+    """Return ``"kaggle"``, ``"colab"`` or ``"local"``."""
+    if os.environ.get("KAGGLE_KERNEL_RUN_TYPE"):
+        return "kaggle"
+    if "google.colab" in sys.modules or os.environ.get("COLAB_RELEASE_TAG"):
+        return "colab"
+    return "local"
+
+
+def output_root(default: str | Path = "reports") -> Path:
+    """Folder that reports and models go to: /kaggle/working on Kaggle (its input is read-only)."""
+    if detect_platform() == "kaggle":
+        return Path("/kaggle/working") / Path(default).name
+    return Path(default)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch so that CPU runs with one seed give the same metrics."""
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # numpy is a dependency, but seeding should never be the failure
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)
+    except ImportError:
+        pass
+
+
+def best_device() -> str:
+    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 matmuls (avx512_bf16 or AMX); fall back to fp32 otherwise."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def runtime_info() -> dict:
+    """Where a run happened, for results.json: platform, device, threads and library versions."""
+    import importlib.metadata as md
+
+    import torch
+
+    versions = {}
+    for pkg in ("mathkit", "torch", "transformers", "peft", "trl", "datasets", "tokenizers",
+                "accelerate", "bitsandbytes", "math-verify"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    if "mathkit" not in versions:
+        from mathkit import __version__
+
+        versions["mathkit"] = __version__
+    info = {
+        "platform": detect_platform(),
+        "device": "gpu" if torch.cuda.is_available() else "cpu",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "versions": versions,
+    }
+    if torch.cuda.is_available():
+        info["gpu_name"] = torch.cuda.get_device_name(0)
+    return info
