@@ -27,6 +27,8 @@ class NotebookSpec:
 NOTEBOOKS: dict[str, NotebookSpec] = {
     spec.name: spec
     for spec in (
+        NotebookSpec("00_base_model_eval", "Base model, zero-shot, on the offline math sets",
+                     "mathkit.params.base_model_eval:BaseModelEvalParams"),
         NotebookSpec("01_arithmetic_cot", "Arithmetic chain-of-thought from scratch",
                      "mathkit.params.arithmetic_cot:ArithmeticCotParams"),
         NotebookSpec("02_lora_sft", "LoRA fine-tuning, base vs fine-tuned",
