@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -272,6 +273,15 @@ def _last(history: list[dict], key: str) -> float | None:
     return None
 
 
+def _finished(checkpoint: str | Path) -> bool:
+    """True when ``checkpoint`` is the end of its run (Trainer's state reached max_steps)."""
+    state_path = Path(checkpoint) / "trainer_state.json"
+    if not state_path.is_file():
+        return False
+    state = json.loads(state_path.read_text())
+    return bool(state.get("max_steps")) and state.get("global_step", 0) >= state["max_steps"]
+
+
 def train_causal_lm(model, tokenizer, train_records: list[dict], eval_records: list[dict] | None, *,
                     output_dir: str | Path, settings: TrainSettings | None = None) -> TrainOutcome:
     """Train ``model`` in place on prompt/completion records; loss on the completion only.
@@ -292,6 +302,13 @@ def train_causal_lm(model, tokenizer, train_records: list[dict], eval_records: l
     eval_data = tokenize_records(eval_records, tokenizer, max_length=settings.max_length) if eval_records else None
 
     resume_from = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if resume_from and _finished(resume_from):
+        # Resuming exists to finish an interrupted run. A finished one is trained again from
+        # scratch, so that a re-run reports real training time and curves, not zero steps.
+        log.warning("%s holds a finished run (%s); training starts over", out, Path(resume_from).name)
+        for old in out.glob("checkpoint-*"):
+            shutil.rmtree(old)
+        resume_from = None
     if resume_from and not settings.resume:
         log.warning("%s already holds %s; resume is off, so training starts over and may overwrite it",
                     out, Path(resume_from).name)

@@ -158,3 +158,12 @@ def test_resume_off_starts_over_and_mixed_precision_is_unwrapped(tokenizer, reco
                                                cpu_threads=1))
     assert second.resumed_from is None and second.global_step == 2
     assert [r["step"] for r in read_metrics(second.metrics_path) if r["kind"] == "train"] == [2]
+
+
+def test_a_finished_run_is_trained_again_not_resumed(tokenizer, records, tmp_path):
+    cfg = settings(max_steps=2, save_steps=1, logging_steps=1)
+    train_causal_lm(fresh_model(tokenizer), tokenizer, records[:40], None, output_dir=tmp_path, settings=cfg)
+    again = train_causal_lm(fresh_model(tokenizer), tokenizer, records[:40], None, output_dir=tmp_path,
+                            settings=cfg)
+    assert again.resumed_from is None and again.global_step == 2
+    assert [r["step"] for r in read_metrics(again.metrics_path) if r["kind"] == "train"] == [1, 2]
