@@ -4,13 +4,17 @@ One prompt at a time runs at ~15 tokens/s for SmolLM2-135M on this CPU, batches 
 ~115-250 (shared/PITFALLS.md). So prompts are sorted by length (little padding), left-padded
 (so new tokens line up), generated in batches with the KV cache where the model has one, and
 returned in the caller's order.
+
+On a CPU shared with other busy processes, torch's default of one thread per core can be several
+times slower than ``torch.set_num_threads(1)`` (measured here under load ~4 on 2 cores: batch 16
+decode 11 vs 70 tokens/s): OpenMP threads that lose their core stall the others at every op.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -23,10 +27,24 @@ class GenerationResult:
     completions: list[str]      # decoded new text, in the order of the prompts
     new_tokens: list[int]       # number of generated tokens per prompt (up to and including EOS)
     seconds: float              # wall time of all generate calls
+    finished: list[bool] = field(default_factory=list)  # stopped at an end token (not cut off)
 
     @property
     def tokens_per_second(self) -> float:
         return sum(self.new_tokens) / self.seconds if self.seconds > 0 else 0.0
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Every token that ends a reply: the tokenizer's EOS plus the model's generation-config EOS
+    list (chat models such as Gemma 3 end turns with ``<end_of_turn>``, not ``<eos>``)."""
+    ids: list[int] = []
+    gen_cfg = getattr(model, "generation_config", None)
+    cfg_eos = getattr(gen_cfg, "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, cfg_eos):
+        for i in (value if isinstance(value, (list, tuple)) else [value]):
+            if i is not None and int(i) not in ids:
+                ids.append(int(i))
+    return ids
 
 
 def _autocast(device: str, bf16: bool):
@@ -58,11 +76,13 @@ def generate_batched(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    eos_id = tokenizer.eos_token_id
+    stop_ids = stop_token_ids(model, tokenizer)
+    stop_set = set(stop_ids)
 
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     completions: list[str] = [""] * len(prompts)
     counts: list[int] = [0] * len(prompts)
+    finished: list[bool] = [False] * len(prompts)
     seconds = 0.0
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
     try:
@@ -77,18 +97,18 @@ def generate_batched(
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=eos_id,
+                    eos_token_id=stop_ids or None,
                 )
             seconds += time.perf_counter() - t0
             new = out[:, enc["input_ids"].shape[1]:]
             for row, i in zip(new.tolist(), idx):
-                n = len(row)
-                if eos_id is not None and eos_id in row:
-                    n = row.index(eos_id) + 1
+                n = next((j + 1 for j, t in enumerate(row) if t in stop_set), len(row))
                 counts[i] = n
+                finished[i] = n > 0 and row[n - 1] in stop_set
                 completions[i] = tokenizer.decode(row[:n], skip_special_tokens=skip_special_tokens)
             bar.update(len(idx))
     finally:
         bar.close()
         tokenizer.padding_side = old_side
-    return GenerationResult(completions=completions, new_tokens=counts, seconds=seconds)
+    return GenerationResult(completions=completions, new_tokens=counts, seconds=seconds,
+                            finished=finished)

@@ -28,3 +28,141 @@ def accuracy_summary(correct: list[bool] | list[int]) -> dict:
     k = int(sum(bool(c) for c in correct))
     lo, hi = wilson_interval(k, n)
     return {"accuracy": k / n if n else 0.0, "n": n, "correct": k, "ci95": [lo, hi]}
+
+
+def answer_accuracy(predictions: list[str | None], golds: list[str]) -> dict:
+    """Accuracy of extracted answers against gold ones (numeric / symbolic equivalence through
+    :func:`mathkit.answers.is_correct`), with n and the Wilson 95% interval."""
+    from mathkit.answers import is_correct
+
+    _same_length(predictions, golds)
+    return accuracy_summary([is_correct(p, g) for p, g in zip(predictions, golds)])
+
+
+def exact_match(predictions: list[str | None], golds: list[str], *, normalize: bool = True) -> dict:
+    """String exact match (after :func:`mathkit.answers.normalize_answer` unless
+    ``normalize=False``), with n and the Wilson 95% interval. Stricter than
+    :func:`answer_accuracy`: ``0.5`` and ``1/2`` differ here."""
+    from mathkit.answers import normalize_answer
+
+    _same_length(predictions, golds)
+    if normalize:
+        predictions = [normalize_answer(p) for p in predictions]
+        golds = [normalize_answer(g) for g in golds]
+    return accuracy_summary([p is not None and p == g for p, g in zip(predictions, golds)])
+
+
+def token_accuracy(predictions, labels, *, ignore_index: int = -100, shift: bool = False) -> dict:
+    """Share of target tokens predicted exactly: ``{"accuracy", "n_tokens", "correct"}``.
+
+    ``predictions`` are token ids shaped like ``labels`` or logits with one more (vocabulary)
+    dimension, whose argmax is taken. ``shift=True`` aligns a causal LM's logits at position t
+    with the label at t+1 (as HF computes its loss). Label positions equal to ``ignore_index``
+    (prompt, padding) are skipped. No interval: tokens of one sequence are not independent.
+    """
+    import torch
+
+    pred = torch.as_tensor(predictions)
+    lab = torch.as_tensor(labels)
+    if pred.dim() == lab.dim() + 1:
+        pred = pred.argmax(-1)
+    if shift:
+        pred, lab = pred[..., :-1], lab[..., 1:]
+    if pred.shape != lab.shape:
+        raise ValueError(f"predictions {tuple(pred.shape)} and labels {tuple(lab.shape)} differ "
+                         "in shape (pass logits with a vocabulary dimension, or ids like labels)")
+    mask = lab != ignore_index
+    n = int(mask.sum())
+    k = int(((pred == lab) & mask).sum())
+    return {"accuracy": k / n if n else 0.0, "n_tokens": n, "correct": k}
+
+
+def bleu(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus BLEU (0-100) of ``hypotheses`` against one reference each, via sacrebleu."""
+    import sacrebleu
+
+    _same_length(hypotheses, references)
+    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> float:
+    """Mean ROUGE-L F1 (0-1, stemmed) via rouge-score; no hub download as ``evaluate.load``."""
+    from rouge_score import rouge_scorer
+
+    _same_length(predictions, references)
+    if not predictions:
+        return 0.0
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scores = [scorer.score(ref, pred)["rougeL"].fmeasure  # target first
+              for pred, ref in zip(predictions, references)]
+    return sum(scores) / len(scores)
+
+
+def perplexity_from_loss(mean_loss: float) -> float:
+    """``exp(mean token cross-entropy)``; the loss Trainer logs is already that mean."""
+    return math.exp(mean_loss) if mean_loss < 700 else math.inf
+
+
+def perplexity(model, tokenizer, texts: list[str], *, batch_size: int = 8,
+               max_length: int | None = None, add_special_tokens: bool = True) -> dict:
+    """Token-weighted perplexity of ``model`` on ``texts``: ``{"perplexity", "mean_loss",
+    "n_tokens"}``. Each text is scored on its own (right padding masked out), so batch size
+    does not change the result; texts longer than ``max_length`` tokens are truncated."""
+    import torch
+    import torch.nn.functional as F
+
+    if not texts:
+        raise ValueError("perplexity needs at least one text")
+    model.eval()
+    device = next(model.parameters()).device
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    total_loss, total_tokens = 0.0, 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                enc = tokenizer(list(texts[start:start + batch_size]), return_tensors="pt",
+                                padding=True, truncation=max_length is not None,
+                                max_length=max_length, add_special_tokens=add_special_tokens)
+                enc = enc.to(device)
+                logits = model(input_ids=enc["input_ids"],
+                               attention_mask=enc["attention_mask"]).logits[:, :-1].float()
+                target = enc["input_ids"][:, 1:]
+                mask = enc["attention_mask"][:, 1:].bool()
+                loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
+                                       reduction="none").view_as(target)
+                total_loss += float(loss[mask].sum())
+                total_tokens += int(mask.sum())
+    finally:
+        tokenizer.padding_side = old_side
+    if total_tokens == 0:
+        raise ValueError("the texts hold no predictable tokens (each needs at least two)")
+    mean = total_loss / total_tokens
+    return {"perplexity": perplexity_from_loss(mean), "mean_loss": mean, "n_tokens": total_tokens}
+
+
+def grouped_accuracy(outcomes: list[bool], groups: list) -> dict:
+    """:func:`accuracy_summary` per group value (None becomes ``"unknown"``), keys sorted."""
+    _same_length(outcomes, groups)
+    by: dict = {}
+    for ok, g in zip(outcomes, groups):
+        by.setdefault("unknown" if g is None or g == "" else str(g), []).append(ok)
+    return {k: accuracy_summary(by[k]) for k in sorted(by)}
+
+
+def mcnemar_exact(fixed: int, broken: int) -> float:
+    """Two-sided exact McNemar p-value for paired outcomes (before/after on the same examples):
+    a binomial test on the discordant pairs. Small p: the change is unlikely to be noise."""
+    n = fixed + broken
+    if n == 0:
+        return 1.0
+    k = min(fixed, broken)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def _same_length(a, b) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"got {len(a)} predictions but {len(b)} references")
