@@ -40,8 +40,9 @@ STYLES: tuple[str, ...] = ("think", "gsm8k", "plain")
 STYLE_INSTRUCTIONS: dict[str, str] = {
     "think": ("Think step by step inside <think> and </think>. After </think>, give the final answer "
               "as: The final answer is $\\boxed{answer}$."),
-    "gsm8k": ("Solve the problem step by step. Then write the final answer on the last line after ####, "
-              "for example: #### 42"),
+    # No worked example ("#### 42") here: SmolLM2-135M copied it as its answer in 20 of 30 problems.
+    "gsm8k": ("Solve the problem step by step. Then write the final answer, a number, alone on the "
+              "last line after ####."),
     "plain": ("Solve the problem step by step, then finish with: The final answer is $\\boxed{answer}$."),
 }
 _FOLD_SEPARATOR = "\n\n"

@@ -6,6 +6,7 @@ AutoModelForCausalLM, so ``AutoModelForCausalLM.from_pretrained(dir)`` reads our
 
 from mathkit.models.config import MODEL_SIZES, TARGET_PARAMETERS, MathDecoderConfig, ModelConfigError
 from mathkit.models.decoder import MathDecoderForCausalLM, MathDecoderModel, build_decoder
+from mathkit.models.base import load_base_model
 from mathkit.models.io import ModelNotFoundError, load_model, save_model
 from mathkit.models.positional import (
     PositionalEncoding,
@@ -26,6 +27,7 @@ __all__ = [
     "build_decoder",
     "build_positional",
     "known_positional",
+    "load_base_model",
     "load_model",
     "register_positional",
     "save_model",

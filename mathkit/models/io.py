@@ -137,6 +137,10 @@ def _load_weights(source: str | Path, dtype):
                                      f"saved model (save one with mathkit.models.save_model)")
         return AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     name = str(source)
+    from mathkit.models.base import is_offline_alias, load_base_model
+
+    if is_offline_alias(name):  # e.g. an adapter trained on the offline SmolLM2
+        return load_base_model(name, dtype=dtype)[0]
     if isinstance(source, Path) or not _looks_like_hub_id(name):
         raise ModelNotFoundError(f"model folder {name} does not exist; check the path (or train and save "
                                  f"the model first)")
