@@ -1,0 +1,124 @@
+"""Charts for the reports: each function returns a titled matplotlib Figure with labelled axes.
+
+The notebook shows the figure and saves it with :func:`mathkit.reports.save_figure`. Functions
+take plain data (a metrics file, summaries from :mod:`mathkit.metrics`) so that any notebook can
+use them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FormatStrFormatter
+
+from mathkit.errors import DataError
+
+TRAIN_KEYS = ("train_loss", "loss")
+EVAL_KEYS = ("eval_loss",)
+
+
+def read_metrics(metrics_path: str | Path) -> list[dict]:
+    """The rows of a metrics.jsonl file (one JSON object per logging step)."""
+    path = Path(metrics_path)
+    if not path.is_file():
+        raise DataError(f"{path}: metrics file not found; train first (it is written during training)")
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+    return rows
+
+
+def _series(rows: list[dict], keys: tuple[str, ...]) -> tuple[list[float], list[float]]:
+    steps, values = [], []
+    for row in rows:
+        if row.get("kind") == "summary":  # Trainer's run summary: a whole-run average, not a point
+            continue
+        key = next((k for k in keys if row.get(k) is not None), None)
+        if key is not None and row.get("step") is not None:
+            steps.append(row["step"])
+            values.append(row[key])
+    return steps, values
+
+
+def plot_loss_curves(metrics_path: str | Path, title: str = "Training and validation loss",
+                     log_scale: bool = True):
+    """Train and eval loss against the optimizer step, from ``metrics.jsonl``.
+
+    Rows need ``step`` and ``train_loss`` (or ``loss``) and/or ``eval_loss`` (as written by
+    :mod:`mathkit.train`; ``kind: summary`` rows are skipped); a log y-axis shows the late, small
+    improvements that decide exact match.
+    """
+    rows = read_metrics(metrics_path)
+    train = _series(rows, TRAIN_KEYS)
+    evals = _series(rows, EVAL_KEYS)
+    if not train[0] and not evals[0]:
+        raise DataError(f"{metrics_path}: no rows with step and train_loss/loss/eval_loss to plot")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train[0]:
+        ax.plot(*train, label="train loss", color="tab:blue", linewidth=1.2)
+    if evals[0]:
+        ax.plot(*evals, label="validation loss", color="tab:orange", marker="o", markersize=4)
+    if log_scale and all(v > 0 for v in train[1] + evals[1]):
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.01, not 10^-2
+        ax.yaxis.set_minor_formatter(FormatStrFormatter(""))
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy loss (completion tokens)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_by(groups: dict, xlabel: str, title: str, train_range: tuple | None = None,
+                     ylabel: str = "exact-match accuracy"):
+    """Bars of accuracy per group with 95% interval error bars and ``n`` above each bar.
+
+    ``groups`` maps a label (e.g. digit count) to a summary from
+    :func:`mathkit.metrics.accuracy_summary` (``accuracy``, ``n``, ``ci95``). ``train_range``
+    ``(low, high)`` shades the labels inside the training range (compared numerically when the
+    labels are numbers), so extrapolation stands out.
+    """
+    if not groups:
+        raise DataError(f"nothing to plot for {title!r}: no groups")
+    labels = list(groups)
+    acc = [groups[k]["accuracy"] for k in labels]
+    lo = [max(0.0, a - groups[k]["ci95"][0]) for a, k in zip(acc, labels)]
+    hi = [max(0.0, groups[k]["ci95"][1] - a) for a, k in zip(acc, labels)]
+    inside = [_in_range(k, train_range) for k in labels]
+    colors = ["tab:blue" if i else "tab:gray" for i in inside]
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(labels) + 2), 4))
+    xs = range(len(labels))
+    ax.bar(xs, acc, yerr=[lo, hi], capsize=4, color=colors, edgecolor="black", linewidth=0.5)
+    for x, k, a in zip(xs, labels, acc):
+        ax.annotate(f"{a:.2%}\nn={groups[k]['n']}", (x, min(a, 1.0)), ha="center", va="bottom",
+                    fontsize=8, xytext=(0, 3), textcoords="offset points")
+    if train_range is not None and any(inside):
+        first, last = inside.index(True), len(inside) - 1 - inside[::-1].index(True)
+        ax.axvspan(first - 0.5, last + 0.5, color="tab:green", alpha=0.08,
+                   label=f"training range {train_range[0]}–{train_range[1]}")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # clear of the bars
+    ax.set_xticks(list(xs), [str(k) for k in labels])
+    ax.set_ylim(0, 1.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _in_range(label, train_range) -> bool:
+    if train_range is None:
+        return True
+    try:
+        return float(train_range[0]) <= float(label) <= float(train_range[1])
+    except (TypeError, ValueError):
+        return str(label) in {str(v) for v in train_range}

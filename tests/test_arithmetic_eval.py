@@ -1,0 +1,131 @@
+import pytest
+import torch
+from torch import nn
+
+from mathkit.arithmetic import generate_examples, generate_splits, make_example
+from mathkit.arithmetic_eval import (
+    evaluate_arithmetic,
+    format_interval,
+    headline_accuracy,
+    score_completions,
+    summarize_by,
+    teacher_forced_token_accuracy,
+)
+from mathkit.char_tokenizer import build_char_tokenizer
+
+
+class OracleModel(nn.Module):
+    """Looks ahead: its logits at position t put all mass on the token at t+1 (teacher forcing),
+    and its generate() writes the true completion of each prompt. A scorer must rate it 100%."""
+
+    def __init__(self, tokenizer, vocab_size, wrong=()):
+        super().__init__()
+        self.tok, self.vocab_size, self.wrong = tokenizer, vocab_size, set(wrong)
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        logits = torch.full((*input_ids.shape, self.vocab_size), -1e4)
+        nxt = torch.roll(input_ids, -1, dims=1)
+        logits.scatter_(2, nxt[..., None], 0.0)
+        return type("Out", (), {"logits": logits})()
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, pad_token_id, **_):
+        rows = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
+            prompt = self.tok.decode([i for i, m in zip(ids, mask) if m])
+            a, b = prompt.removesuffix("=").split("+")
+            ex = make_example(int(a), int(b), "+")
+            completion = ex["completion"]
+            if ex["expression"] in self.wrong:  # a deliberately wrong answer
+                completion = completion.replace(f"{ex['result']}<end>", f"{ex['result'] + 1}<end>")
+            rows.append(ids + self.tok(completion, add_special_tokens=False)["input_ids"][:max_new_tokens])
+        width = max(map(len, rows))
+        return torch.tensor([r + [pad_token_id] * (width - len(r)) for r in rows])
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_char_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def records():
+    return generate_examples(120, min_digits=1, max_digits=3, seed=5)
+
+
+def test_oracle_scores_perfect(tok, records):
+    ev = evaluate_arithmetic(OracleModel(tok, len(tok)), tok, records, batch_size=16, progress=False)
+    assert ev.exact_match["accuracy"] == 1.0 and ev.exact_match["n"] == len(records)
+    assert ev.thought_match["accuracy"] == 1.0
+    assert ev.token_accuracy["accuracy"] == 1.0
+    assert ev.token_accuracy["n_tokens"] == sum(len(tok(r["completion"])["input_ids"]) for r in records)
+    assert ev.failures() == []
+    assert set(ev.by_digits) == {1, 2, 3} and sum(s["n"] for s in ev.by_digits.values()) == len(records)
+    assert ev.exact_match["ci95"][0] > 0.96 and ev.exact_match["ci95"][1] == pytest.approx(1.0)
+    assert [r["expression"] for r in ev.rows] == [r["expression"] for r in records]  # caller's order
+
+
+def test_oracle_with_wrong_answers_counted(tok, records):
+    wrong = {r["expression"] for r in records[:7]}
+    ev = evaluate_arithmetic(OracleModel(tok, len(tok), wrong), tok, records, batch_size=32,
+                             token_accuracy=False, progress=False)
+    assert ev.exact_match["correct"] == len(records) - 7
+    assert {f["expression"] for f in ev.failures()} == wrong
+    f = ev.failures(1)[0]
+    assert set(f) == {"expression", "expected", "got", "completion"}
+    assert int(f["got"]) == int(f["expected"]) + 1 and f["completion"].startswith("<think>")
+    assert ev.thought_match["accuracy"] == 1.0  # the thoughts were right, only answers wrong
+    assert ev.token_accuracy is None
+
+
+def test_shifted_oracle_token_accuracy_is_low(tok, records):
+    class Lagging(OracleModel):
+        def forward(self, input_ids, attention_mask=None, **_):  # predicts the current token again
+            logits = torch.full((*input_ids.shape, self.vocab_size), -1e4)
+            logits.scatter_(2, input_ids[..., None], 0.0)
+            return type("Out", (), {"logits": logits})()
+
+    acc = teacher_forced_token_accuracy(Lagging(tok, len(tok)), tok, records, progress=False)
+    assert acc["accuracy"] < 0.2
+
+
+def test_score_completions_rules():
+    recs = [make_example(12, 5, "+"), make_example(3, 4, "+", cot=False), make_example(99, 1, "+")]
+    rows = score_completions(recs, [
+        "<think>2+5=7 1+0=1</think>17<end>",   # right
+        "7<end>",                              # right, plain format
+        "<think>9+1=10 9+0+1=10",              # unfinished thought: no answer
+    ])
+    assert [r["correct"] for r in rows] == [True, True, False]
+    assert [r["thought_correct"] for r in rows] == [True, None, False]
+    assert rows[2]["got"] == ""
+    assert score_completions([make_example(1, 2, "+")], ["<think>1+2=3</think>03<end>"])[0]["correct"] is False
+    by = summarize_by(rows, "n_digits")
+    assert by[1]["n"] == 1 and by[2]["accuracy"] == 0.5
+    with pytest.raises(ValueError):
+        score_completions(recs, [])
+
+
+def test_tiny_untrained_decoder_runs_end_to_end(tok):
+    from mathkit.models import build_decoder
+
+    torch.manual_seed(0)
+    model = build_decoder("small", tok, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                          num_attention_heads=2)
+    test = generate_splits(1, 1, 24, min_digits=1, max_digits=2, ops=("+", "-", "*"), seed=1)["test"]
+    ev = evaluate_arithmetic(model, tok, test, batch_size=12, max_new_tokens=12, progress=False)
+    assert ev.exact_match["n"] == 24 and 0.0 <= ev.exact_match["accuracy"] <= 1.0
+    assert 0.0 <= ev.token_accuracy["accuracy"] < 0.5  # untrained: near chance (1/20 per token)
+    assert set(ev.by_op) == {r["op"] for r in test}
+    assert len(ev.failures()) == ev.exact_match["n"] - ev.exact_match["correct"]
+    metrics = ev.to_metrics()
+    assert metrics["n_failures"] == len(ev.failures()) and "rows" not in metrics
+    assert len(ev.samples(3)) == 3
+
+
+def test_headline_and_interval_formatting():
+    from mathkit.metrics import accuracy_summary
+
+    summary = accuracy_summary([1] * 999 + [0])
+    assert headline_accuracy(summary) == {"value": 0.999, "n": 1000, "ci95": summary["ci95"]}
+    assert format_interval(summary) == "99.90% [99.44%, 99.98%] (n=1000)"
