@@ -1,0 +1,198 @@
+"""Parameters of notebook 02 (LoRA fine-tuning for math reasoning, base vs fine-tuned).
+
+As for every notebook, the defaults are the notebook's quick CPU values (the smoke run: the real
+SmolLM2-135M, two optimizer steps, four held-out problems; about a minute), identical to its
+``parameters`` cell, so papermill with or without the runner runs the same thing.
+``params/02_lora_sft/*.yaml`` change only what differs. The LoRA recipe itself is the seed
+project's (TinyLlama/Mistral LoRA: r=32, alpha=64, dropout 0.1 on every projection; lr 1e-4
+cosine, warmup 5%, weight decay 0.05); the GPU files add its gradient accumulation 8 and 2 epochs.
+
+Everything is checked here, before a model or dataset is loaded: an unknown LoRA target,
+``r < 1`` or a dropout of 1 fail with one line naming the key. YAML note: write floats with a
+dot (``1.0e-4``); ``1e-4`` (which YAML reads as text) is accepted too.
+
+This module imports nothing heavy (no torch, peft or trl), so validating a file is instant.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from mathkit.errors import ParamsError
+from mathkit.params import NotebookParams
+
+# Projection names of the decoder families this notebook targets (Llama/Mistral/Qwen/Gemma use
+# the first seven), plus other common ones, so a typo fails here instead of inside peft.
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+KNOWN_TARGET_MODULES = DEFAULT_TARGET_MODULES + (
+    "qkv_proj", "gate_up_proj",                       # Phi-3 fused projections
+    "c_attn", "c_proj", "c_fc",                       # GPT-2
+    "query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h",  # GPT-NeoX / Falcon
+    "fc1", "fc2", "out_proj", "W_pack",               # OPT / Phi-1/2 / Baichuan
+    "embed_tokens", "lm_head",                        # embeddings (tied in SmolLM2: kept tied)
+    "all-linear",                                     # peft: every linear layer but the head
+)
+OPTIMIZERS = ("auto", "adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit",
+              "paged_adamw_32bit", "adafactor", "sgd")
+SOURCE_SPEC_KEYS = ("name", "n", "split", "options", "fallback")  # mathkit.data.SourceSpec fields
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts")
+
+
+def check_lora_settings(*, r: int, alpha: float, dropout: float, target_modules) -> None:
+    """Raise :class:`ParamsError` for values LoRA cannot use; shared with :mod:`mathkit.lora`."""
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+        raise ParamsError(f"lora_r must be an integer >= 1 (got {r!r})")
+    if not alpha > 0:
+        raise ParamsError(f"lora_alpha must be > 0 (got {alpha!r})")
+    if not 0 <= dropout < 1:
+        raise ParamsError(f"lora_dropout must lie in [0, 1) (got {dropout!r})")
+    modules = [target_modules] if isinstance(target_modules, str) else list(target_modules)
+    if not modules:
+        raise ParamsError("lora_target_modules is empty: name at least one projection, e.g. q_proj")
+    unknown = [m for m in modules if m not in KNOWN_TARGET_MODULES]
+    if unknown:
+        raise ParamsError(f"lora_target_modules: unknown module(s) {unknown}; known: "
+                          f"{', '.join(KNOWN_TARGET_MODULES)}")
+
+
+class LoraSftParams(NotebookParams):
+    """Model, data, LoRA, training and evaluation settings of the LoRA SFT notebook."""
+
+    output_dir: str = "reports/02_lora_sft"
+
+    # Torch CPU threads; 0 = torch's default. On a CPU shared with other jobs fewer threads than
+    # cores avoids OpenMP threads waiting on each other (measured here: 1 thread 4x faster than 2).
+    torch_threads: int = Field(1, ge=0)
+
+    # ---- model
+    # "smollm2-135m-instruct" (bundled, offline), a local folder, or a hub id (GPU profiles).
+    base_model: str = "smollm2-135m-instruct"
+    model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    load_in_4bit: bool = False                 # NF4 + double quantization (bitsandbytes)
+    device_map: str | None = None              # "auto": spread a 7B over GPU, CPU and disk
+    offload_folder: str | None = None          # where device_map="auto" puts what fits nowhere
+
+    # ---- data: source specs for mathkit.data.combine_sources ({name, n, split, options, fallback})
+    train_sources: list[dict[str, Any]] = Field(default_factory=lambda: [
+        {"name": "gsm_symbolic", "split": "train", "n": 12},
+        {"name": "arithmetic", "split": "train", "n": 8},
+    ], min_length=1)
+    n_train: int = Field(12, gt=0)             # cap on the combined, shuffled training set
+    n_val: int = Field(4, gt=0)                # held out of the training pool for eval loss
+    drop_long_examples: bool = True            # drop (not truncate) examples over max_length
+    eval_sources: list[dict[str, Any]] = Field(default_factory=lambda: [
+        {"name": "gsm8k_originals", "split": "test", "n": 4},
+    ], min_length=1)
+    # Chain of thought with an explicit instruction (mathkit.data.formatting.STYLES). "plain"
+    # ("step by step, then: The final answer is $\boxed{answer}$") because with "gsm8k" the base
+    # SmolLM2 copies the instruction's example "#### 42" (107 of 200 answers were 42, 0 correct)
+    # while with "plain" it scores ~3%: the base must get a prompt it can follow for a fair baseline.
+    prompt_style: Literal["gsm8k", "think", "plain"] = "plain"
+    system_prompt: str | None = None           # None: formatting's default tutor prompt
+
+    # ---- LoRA (the seed's recipe)
+    lora_r: int = 32
+    lora_alpha: float = 64.0
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
+
+    # ---- training (names match mathkit.lora.SftSettings)
+    num_train_epochs: float = Field(2.0, gt=0)  # seed: 2 epochs
+    max_steps: int = 2                          # > 0 overrides epochs; -1: train by epochs
+    learning_rate: float = Field(1.0e-4, gt=0, lt=1)
+    lr_scheduler_type: Literal[SCHEDULERS] = "cosine"  # type: ignore[valid-type]
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.05, ge=0, lt=1)
+    per_device_train_batch_size: int = Field(2, gt=0)
+    per_device_eval_batch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)  # seed: 8
+    max_length: int = Field(384, ge=32)        # GSM-format examples here are at most ~370 tokens
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    optim: Literal[OPTIMIZERS] = "auto"        # type: ignore[valid-type]
+    gradient_checkpointing: bool = False       # seed: on (GPU memory); on CPU it only costs time
+    auto_find_batch_size: bool = False         # GPU only: halve the batch on out-of-memory
+    group_by_length: bool = False              # batch similar lengths: less padding, faster
+    eval_steps: int = Field(2, ge=0)           # validation loss + checkpoint every N steps; 0: per epoch
+    save_total_limit: int = Field(2, gt=0)
+    logging_steps: int = Field(1, gt=0)
+    resume: bool = True                        # continue from the newest checkpoint if one exists
+    keep_checkpoints: bool = False             # False: delete checkpoint-N/ once the adapter is saved
+
+    # ---- evaluation (same prompts and greedy decoding before and after)
+    eval_batch_size: int = Field(4, gt=0)
+    max_new_tokens: int = Field(16, gt=0)
+    eval_bf16: bool = False                    # bf16 autocast for generation (faster on CPU)
+
+    # ---- saving and display
+    merge: bool = False                        # also save base+adapter merged (full precision)
+    n_reload_check: int = Field(2, ge=1)       # prompts generated by trained and reloaded model
+    reload_max_new_tokens: int = Field(8, gt=0)
+    n_examples_shown: int = Field(1, ge=0)
+
+    @field_validator("learning_rate", "warmup_ratio", "weight_decay", "lora_alpha", "lora_dropout",
+                     "num_train_epochs", mode="before")
+    @classmethod
+    def _yaml_float_text(cls, value):
+        # YAML 1.1 reads 1e-4 (no dot) as the string "1e-4"; accept it rather than confuse people.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("lora_r")
+    @classmethod
+    def _r(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"LoRA rank must be >= 1 (got {value})")
+        return value
+
+    @field_validator("lora_alpha")
+    @classmethod
+    def _alpha(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"LoRA alpha must be > 0 (got {value})")
+        return value
+
+    @field_validator("lora_dropout")
+    @classmethod
+    def _dropout(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError(f"LoRA dropout must lie in [0, 1) (got {value})")
+        return value
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        try:
+            check_lora_settings(r=1, alpha=1.0, dropout=0.0, target_modules=value)
+        except ParamsError as err:
+            raise ValueError(str(err).removeprefix("lora_target_modules: ")) from None
+        if len(set(value)) != len(value):
+            raise ValueError(f"modules repeat in {value}")
+        return value
+
+    @field_validator("train_sources", "eval_sources")
+    @classmethod
+    def _sources(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, spec in enumerate(value):
+            if not isinstance(spec.get("name"), str) or not spec["name"]:
+                raise ValueError(f"entry {i} has no 'name' (a dataset name such as gsm_symbolic)")
+            unknown = sorted(set(spec) - set(SOURCE_SPEC_KEYS))
+            if unknown:
+                raise ValueError(f"entry {i} ({spec['name']}): unknown key(s) {unknown}; keys are "
+                                 f"{list(SOURCE_SPEC_KEYS)} (loader options go under 'options')")
+            n = spec.get("n")
+            if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+                raise ValueError(f"entry {i} ({spec['name']}): n must be a positive integer, got {n!r}")
+        return value
+
+    @field_validator("offload_folder")
+    @classmethod
+    def _offload(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and info.data.get("device_map") is None:
+            raise ValueError("offload_folder is only used with device_map (e.g. 'auto'); set both")
+        return value

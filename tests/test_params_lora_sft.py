@@ -1,0 +1,117 @@
+"""Notebook 02's parameters: the seed recipe by default, every profile valid, bad LoRA values fail
+with one line naming the key before anything heavy is imported or loaded."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mathkit.errors import ParamsError
+from mathkit.params import load_params
+from mathkit.params.lora_sft import DEFAULT_TARGET_MODULES, LoraSftParams
+
+ROOT = Path(__file__).parent.parent
+PROFILES = sorted((ROOT / "params" / "02_lora_sft").glob("*.yaml"))
+
+
+def _load(tmp_path, text):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return load_params(LoraSftParams, path)
+
+
+def test_lora_recipe_defaults_are_the_seeds():
+    p = LoraSftParams()
+    assert (p.lora_r, p.lora_alpha, p.lora_dropout) == (32, 64.0, 0.1)
+    assert tuple(p.lora_target_modules) == DEFAULT_TARGET_MODULES
+    assert (p.learning_rate, p.lr_scheduler_type, p.warmup_ratio, p.weight_decay) == (1e-4, "cosine", 0.05, 0.05)
+    assert p.num_train_epochs == 2.0
+
+
+def test_gpu_profile_trains_with_the_full_seed_recipe():
+    p = load_params(LoraSftParams, ROOT / "params" / "02_lora_sft" / "kaggle_tinyllama.yaml")
+    assert (p.per_device_train_batch_size, p.gradient_accumulation_steps, p.num_train_epochs) == (4, 8, 2.0)
+    assert p.max_steps == -1 and p.load_in_4bit and p.gradient_checkpointing and p.precision == "fp16"
+    assert [s["name"] for s in p.train_sources] == ["gsm8k", "numinamath", "gsm_hard"]
+    assert [s["n"] for s in p.train_sources] == [3000, 5000, 1000]
+
+
+def test_parameters_cell_equals_schema_defaults():
+    """papermill without the runner fills unset keys from the cell: it must hold the defaults."""
+    import ast
+
+    import jupytext
+
+    nb = jupytext.read(ROOT / "notebooks" / "02_lora_sft.py")
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body}
+    assert values == LoraSftParams().model_dump()
+
+
+def test_profiles_exist_and_validate():
+    names = {p.stem for p in PROFILES}
+    assert {"smoke", "cpu", "kaggle_tinyllama", "kaggle_mistral7b"} <= names
+    for path in PROFILES:
+        load_params(LoraSftParams, path)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("lora_r: 0\n", "lora_r"),
+    ("lora_r: -4\n", "lora_r"),
+    ("lora_alpha: 0\n", "lora_alpha"),
+    ("lora_dropout: 1.0\n", "lora_dropout"),
+    ("lora_dropout: -0.1\n", "lora_dropout"),
+    ("lora_target_modules: [q_proj, qproj]\n", "lora_target_modules"),
+    ("lora_target_modules: []\n", "lora_target_modules"),
+    ("lora_target_modules: [q_proj, q_proj]\n", "lora_target_modules"),
+    ("lora_r: 8.5\n", "lora_r"),
+    ("precision: fp8\n", "precision"),
+    ("optim: adamw\n", "optim"),
+    ("train_sources: [{n: 5}]\n", "train_sources"),
+    ("train_sources: [{name: gsm_symbolic, per_template: 3}]\n", "train_sources"),
+    ("prompt_style: cot\n", "prompt_style"),
+    ("eval_sources: [{name: gsm_symbolic, n: 0}]\n", "eval_sources"),
+    ("offload_folder: /tmp/off\n", "offload_folder"),
+    ("lora_rank: 8\n", "lora_rank"),
+])
+def test_bad_values_fail_with_one_line_naming_the_key(tmp_path, text, key):
+    with pytest.raises(ParamsError) as err:
+        _load(tmp_path, text)
+    msg = str(err.value)
+    assert f"'{key}'" in msg and "\n" not in msg
+
+
+def test_unknown_module_message_lists_known_ones(tmp_path):
+    with pytest.raises(ParamsError) as err:
+        _load(tmp_path, "lora_target_modules: [qproj]\n")
+    assert "qproj" in str(err.value) and "q_proj" in str(err.value)
+
+
+def test_yaml_exponent_without_dot_is_read_as_a_number(tmp_path):
+    p = _load(tmp_path, "learning_rate: 2e-4\nlora_alpha: 16\n")
+    assert p.learning_rate == 2e-4 and p.lora_alpha == 16.0
+
+
+def test_offload_with_device_map_is_fine(tmp_path):
+    p = _load(tmp_path, "device_map: auto\noffload_folder: /tmp/off\n")
+    assert p.device_map == "auto"
+
+
+def test_validation_imports_nothing_heavy():
+    """The runner validates before starting a kernel: the schema must not pull torch/peft/trl."""
+    code = ("import sys; from mathkit.params.lora_sft import LoraSftParams; LoraSftParams(); "
+            "print(sorted(m for m in ('torch', 'peft', 'trl', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_schema_lists_match_the_data_module():
+    """The schema repeats two lists of mathkit.data to stay light; they must not drift apart."""
+    from dataclasses import fields
+
+    from mathkit.data import STYLES, SourceSpec
+    from mathkit.params.lora_sft import SOURCE_SPEC_KEYS
+
+    assert set(SOURCE_SPEC_KEYS) == {f.name for f in fields(SourceSpec)}
+    assert set(LoraSftParams.model_fields["prompt_style"].annotation.__args__) == set(STYLES)
