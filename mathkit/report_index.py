@@ -7,17 +7,18 @@ from pathlib import Path
 
 
 def format_value(value) -> str:
-    """An accuracy dict as ``97.1% [95.2, 98.3] (n=500)``; other numbers compactly."""
+    """An accuracy dict as ``97.10% [95.20, 98.30] (n=500)``; other numbers with 6 significant
+    digits. Two decimals, so that 99.98% is never shown as 100.0%."""
     if isinstance(value, dict) and "value" in value:
         v, n, ci = value["value"], value.get("n"), value.get("ci95")
-        text = f"{100 * v:.1f}%" if isinstance(v, float) and 0 <= v <= 1 else f"{v}"
+        text = f"{100 * v:.2f}%" if isinstance(v, float) and 0 <= v <= 1 else f"{v}"
         if ci:
-            text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+            text += f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
         if n is not None:
             text += f" (n={n})"
         return text
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.6g}"
     return str(value)
 
 
@@ -44,8 +45,9 @@ def write_index(reports_dir: Path, specs) -> Path:
     lines = [
         "# mathkit reports",
         "",
-        "Written by `python -m mathkit run all`. Every number comes from the executed notebook beside it;",
-        "accuracies show the 95% Wilson interval and n.",
+        "Written by `python -m mathkit run all` (or `python -m mathkit index` after single runs).",
+        "Every number comes from the executed notebook beside it; accuracies show the 95% Wilson",
+        "interval and n.",
         "",
         "| notebook | headline | where it ran | files |",
         "|---|---|---|---|",

@@ -166,7 +166,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    root = repo_root()
+    if root is None:
+        raise ParamsError("run from inside a mathkit checkout (no pyproject.toml + mathkit/ found)")
+    reports_dir = Path(args.reports_dir) if args.reports_dir else root / "reports"
+    print(f"index: {write_index(reports_dir, registry.available(root / 'notebooks'))}")
+    return 0
+
+
 def register(subparsers) -> None:
+    i = subparsers.add_parser("index", help="rewrite reports/index.md from the reports there")
+    i.add_argument("--reports-dir", default=None, help="where reports are (default: reports/)")
+    i.set_defaults(func=cmd_index)
     p = subparsers.add_parser("run", help="execute notebooks with papermill and write reports",
                               description=__doc__.splitlines()[0])
     p.add_argument("notebook", help="notebook name or prefix (e.g. 01), or 'all'")

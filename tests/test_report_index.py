@@ -7,8 +7,10 @@ from mathkit.report_index import format_value, write_index
 
 
 def test_format_value():
-    assert format_value({"value": 0.5, "n": 100, "ci95": [0.4, 0.6]}) == "50.0% [40.0, 60.0] (n=100)"
-    assert format_value(123.456789) == "123.5"
+    assert format_value({"value": 0.5, "n": 100, "ci95": [0.4, 0.6]}) == "50.00% [40.00, 60.00] (n=100)"
+    assert format_value(123.456789) == "123.457"
+    assert format_value({"value": 0.9998, "n": 5000, "ci95": [0.99887, 0.99996]}) == "99.98% [99.89, 100.00] (n=5000)"
+    assert format_value(0.9999838) == "0.999984"
     assert format_value(7) == "7"
 
 
@@ -20,6 +22,6 @@ def test_index_rows_and_links(tmp_path):
         "runtime": {"platform": "local", "cpu_threads": 2}}))
     path = write_index(tmp_path, [NotebookSpec("01_a", "First", "x:y"), NotebookSpec("02_b", "Second", "x:y")])
     text = path.read_text()
-    assert "| First (`01_a`) | exact_match: 99.9% [99.6, 100.0] (n=2000) | local: CPU, 2 threads |" in text
+    assert "| First (`01_a`) | exact_match: 99.90% [99.60, 100.00] (n=2000) | local: CPU, 2 threads |" in text
     assert "[loss](01_a/loss.png)" in text and "[report](01_a.html)" in text
     assert "| Second (`02_b`) | no results yet |" in text
