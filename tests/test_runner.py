@@ -127,3 +127,11 @@ def test_cli_unknown_notebook(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mathkit", "run", "zz_nothing"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown notebook 'zz_nothing'" in proc.stderr
+
+
+def test_cli_index_writes_a_row_per_notebook(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mathkit", "index", "--reports-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "index.md").read_text()
+    assert "(`01_arithmetic_cot`) | no results yet |" in text
