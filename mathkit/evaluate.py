@@ -147,6 +147,7 @@ def evaluate_model(
     bf16: bool = False,
     records_path: str | Path | None = None,
     progress: bool = True,
+    calculator: bool = False,
 ) -> EvalResult:
     """Greedy-generate an answer for every row of ``dataset`` and check it against ``answer``.
 
@@ -156,6 +157,8 @@ def evaluate_model(
     ``bf16`` runs generation under bf16 autocast (check accuracy against fp32 before relying on
     it). The summary's headline ``accuracy`` is the lenient one; ``strict`` counts only answers
     in the asked format. ``truncated`` counts completions that hit ``max_new_tokens``.
+    ``calculator`` writes the result of each ``expression =`` the model generates
+    (:mod:`mathkit.calculator`); the summary counts how often.
     """
     t_start = time.perf_counter()
     rows = _rows(dataset)
@@ -165,7 +168,7 @@ def evaluate_model(
     gen = generate_batched(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                            batch_size=batch_size, bf16=bf16,
                            add_special_tokens=not _prompt_has_bos(tokenizer, prompts),
-                           progress=progress, desc="evaluate")
+                           progress=progress, desc="evaluate", calculator=calculator)
     records = []
     for i, (row, completion) in enumerate(zip(rows, gen.completions)):
         gold = str(row["answer"])
@@ -186,9 +189,11 @@ def evaluate_model(
         "new_tokens": sum(gen.new_tokens),
         "tokens_per_second": gen.tokens_per_second,
         "generation_seconds": gen.seconds,
+        "calculator_uses": gen.calculator_uses,
         "seconds": time.perf_counter() - t_start,
         "settings": {"prompt_fn": prompt_source, "style": style, "system_prompt": system_prompt,
-                     "batch_size": batch_size, "max_new_tokens": max_new_tokens, "bf16": bf16},
+                     "batch_size": batch_size, "max_new_tokens": max_new_tokens, "bf16": bf16,
+                     "calculator": calculator},
     })
     if records_path is not None:
         write_records(records, records_path)

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessorList
+
+from mathkit.calculator import CalculatorLogitsProcessor
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ class GenerationResult:
     new_tokens: list[int]       # number of generated tokens per prompt (up to and including EOS)
     seconds: float              # wall time of all generate calls
     finished: list[bool] = field(default_factory=list)  # stopped at an end token (not cut off)
+    calculator_uses: int = 0    # results written by the calculator (0 when it is off)
 
     @property
     def tokens_per_second(self) -> float:
@@ -66,8 +70,12 @@ def generate_batched(
     add_special_tokens: bool = True,
     progress: bool = True,
     desc: str = "generate",
+    calculator: bool = False,
 ) -> GenerationResult:
-    """Greedy-decode ``prompts`` in length-sorted, left-padded batches; stop at EOS per sequence."""
+    """Greedy-decode ``prompts`` in length-sorted, left-padded batches; stop at EOS per sequence.
+
+    ``calculator``: write the result of every ``expression =`` the model generates
+    (:mod:`mathkit.calculator`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
@@ -84,12 +92,17 @@ def generate_batched(
     counts: list[int] = [0] * len(prompts)
     finished: list[bool] = [False] * len(prompts)
     seconds = 0.0
+    calculator_uses = 0
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                             add_special_tokens=add_special_tokens).to(device)
+            extra = {}
+            if calculator:
+                calc = CalculatorLogitsProcessor(tokenizer, prompt_length=enc["input_ids"].shape[1])
+                extra["logits_processor"] = LogitsProcessorList([calc])
             t0 = time.perf_counter()
             with _autocast(device.type, bf16):
                 out = model.generate(
@@ -98,8 +111,11 @@ def generate_batched(
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=stop_ids or None,
+                    **extra,
                 )
             seconds += time.perf_counter() - t0
+            if calculator:
+                calculator_uses += calc.uses
             new = out[:, enc["input_ids"].shape[1]:]
             for row, i in zip(new.tolist(), idx):
                 n = next((j + 1 for j, t in enumerate(row) if t in stop_set), len(row))
@@ -111,4 +127,4 @@ def generate_batched(
         bar.close()
         tokenizer.padding_side = old_side
     return GenerationResult(completions=completions, new_tokens=counts, seconds=seconds,
-                            finished=finished)
+                            finished=finished, calculator_uses=calculator_uses)

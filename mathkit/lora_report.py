@@ -97,6 +97,23 @@ def headline_row(before: list[dict], after: list[dict]) -> dict:
     return comparison_rows(before, after)[0]
 
 
+def verdict(row: dict, labels: tuple[str, str] = ("base", "fine-tuned")) -> str:
+    """One sentence on a comparison row that the 95% intervals can support: the second side
+    beats the first only when its interval lies wholly above the first one's."""
+    lo_b, hi_b = row["base_ci95"]
+    lo_t, hi_t = row["tuned_ci95"]
+    first, second = labels
+    if lo_t > hi_b:
+        return (f"On {row['group']} the {second} model beats the {first} model "
+                f"({_pct(row['tuned'])} vs {_pct(row['base'])}, n={row['n']}); the 95% intervals do not overlap.")
+    if hi_t < lo_b:
+        return (f"On {row['group']} the {second} model is worse than the {first} model "
+                f"({_pct(row['tuned'])} vs {_pct(row['base'])}, n={row['n']}); the 95% intervals do not overlap.")
+    return (f"On {row['group']} the {second} model does not beat the {first} model by a margin the "
+            f"95% intervals can show ({_pct(row['tuned'])}{_ci(row['tuned_ci95'])} vs "
+            f"{_pct(row['base'])}{_ci(row['base_ci95'])}, n={row['n']}).")
+
+
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
@@ -105,9 +122,10 @@ def _ci(ci) -> str:
     return "" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
-def comparison_markdown(rows: list[dict]) -> str:
-    """The rows of :func:`comparison_rows` as a Markdown table (accuracy [95% CI])."""
-    lines = ["| group | n | base | fine-tuned | change | relative |",
+def comparison_markdown(rows: list[dict], labels: tuple[str, str] = ("base", "fine-tuned")) -> str:
+    """The rows of :func:`comparison_rows` as a Markdown table (accuracy [95% CI]); ``labels``
+    name the two sides (e.g. ``("without calculator", "with calculator")``)."""
+    lines = [f"| group | n | {labels[0]} | {labels[1]} | change | relative |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         delta = "–" if r["delta_pp"] is None else f"{r['delta_pp']:+.1f} pp"

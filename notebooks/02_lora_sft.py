@@ -89,6 +89,7 @@ keep_checkpoints = False
 eval_batch_size = 4
 max_new_tokens = 16
 eval_bf16 = False
+calculator_check = True
 merge = False
 n_reload_check = 2
 reload_max_new_tokens = 8
@@ -104,6 +105,7 @@ import torch
 from IPython.display import Markdown, display
 
 from mathkit import lora, lora_report
+from mathkit.calculator import calculator_supported
 from mathkit.data import combine_sources
 from mathkit.data.formatting import format_dataset
 from mathkit.env import best_device, resolve_output_dir, seed_everything
@@ -267,6 +269,42 @@ print(f"fine-tuned accuracy {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][
       f"{s['tokens_per_second']:.0f} tokens/s")
 
 # %% [markdown]
+# ## Arithmetic or set-up?
+# A small model can set a step up right and still compute it wrong (`3*68=184`), and every later
+# step inherits the error. With `calculator_check`, both models solve the held-out problems again
+# while a calculator writes the result of every `expression =` they generate
+# (`mathkit.calculator`; GSM8K's authors ran their models the same way). What the calculator adds
+# is what arithmetic errors cost; what stays wrong was set up wrong.
+
+# %%
+calculator_rows, calculator_uses = None, None
+if params.calculator_check and not calculator_supported(tokenizer):
+    print(f"calculator check skipped: {params.base_model}'s tokenizer does not write digits one token each")
+elif params.calculator_check:
+    held_out_set = eval_set.filter(lora_report.is_held_out)
+    calc_kwargs = {**eval_kwargs, "calculator": True}
+    tuned_calc = evaluate_model(tuned, tokenizer, held_out_set,
+                                records_path=out / "records" / "tuned_calculator.jsonl", **calc_kwargs)
+    del tuned
+    release_memory()
+    base_fresh, _ = load_base_model(params.base_model, **load_kwargs)
+    base_calc = evaluate_model(base_fresh, tokenizer, held_out_set,
+                               records_path=out / "records" / "base_calculator.jsonl", **calc_kwargs)
+    del base_fresh
+    calculator_rows = [
+        lora_report.subset_row(base_eval.records, base_calc.records, lora_report.is_held_out, "base model"),
+        lora_report.subset_row(tuned_eval.records, tuned_calc.records, lora_report.is_held_out, "fine-tuned model"),
+        lora_report.subset_row(base_calc.records, tuned_calc.records, lora_report.is_held_out,
+                               "held-out templates, both with calculator"),
+    ]
+    calculator_uses = {"base": base_calc.summary["calculator_uses"], "tuned": tuned_calc.summary["calculator_uses"]}
+    display(Markdown(lora_report.comparison_markdown(calculator_rows[:2],
+                                                     labels=("without calculator", "with calculator"))))
+    display(Markdown(f"Results written by the calculator: {calculator_uses['base']} for the base model, "
+                     f"{calculator_uses['tuned']} for the fine-tuned one, on {len(held_out_set)} "
+                     "held-out problems. " + lora_report.verdict(calculator_rows[2])))
+
+# %% [markdown]
 # ## Report
 # Accuracy before and after with 95% intervals. The headline is the **held-out templates**
 # (problem structures training never saw: their GSM8K originals and new variants). Where the
@@ -283,7 +321,7 @@ paired = (compare_records([r for r in base_eval.records if r["id"] in held_ids],
                           [r for r in tuned_eval.records if r["id"] in held_ids]) if held_ids else comparison)
 display(Markdown(lora_report.comparison_markdown([headline] + groups)))
 display(Markdown(f"Paired change on {headline['group']}: {paired['n_fixed']} fixed, {paired['n_broken']} "
-                 f"broken; exact McNemar p = {paired['mcnemar_p']:.3g}."))
+                 f"broken; exact McNemar p = {paired['mcnemar_p']:.3g}. " + lora_report.verdict(headline)))
 
 # %%
 fig = lora_report.plot_before_after([headline] + groups[1:],
@@ -327,9 +365,12 @@ save_results(
         "memory": {"base_eval": base_eval_memory.as_dict(), "tuned_eval": tuned_eval_memory.as_dict(),
                    "training": train_result.memory},
         "reload_identical": reload_check["identical"],
+        "calculator_check": ({"rows": calculator_rows, "uses": calculator_uses}
+                             if calculator_rows else None),
         "data": {"train": len(train_ds), "validation": len(val_ds), "evaluation": len(eval_set),
                  "provenance": provenance, "eval_provenance": eval_provenance},
     },
 )
 print(f"{headline['group']}: base {headline['base']:.1%} -> fine-tuned {headline['tuned']:.1%} "
       f"({headline['delta_pp']:+.1f} pp, n={headline['n']})")
+print(lora_report.verdict(headline))

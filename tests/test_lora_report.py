@@ -112,3 +112,23 @@ def test_headline_is_held_out_when_there_are_held_out_templates():
     assert lora_report.headline_row(BEFORE, AFTER)["n"] == 10
     plain = [r for r in BEFORE if r["source"] == "arithmetic"], [r for r in AFTER if r["source"] == "arithmetic"]
     assert lora_report.headline_row(*plain)["group"] == "all"
+
+
+def _row_with(base_ok: int, tuned_ok: int, n: int) -> dict:
+    before = _records({i: i < base_ok for i in range(n)}, {i: ("gsm_symbolic", HELD) for i in range(n)})
+    after = _records({i: i < tuned_ok for i in range(n)}, {i: ("gsm_symbolic", HELD) for i in range(n)})
+    return lora_report.subset_row(before, after, lora_report.is_held_out, "held-out templates")
+
+
+def test_verdict_claims_a_win_only_when_the_intervals_separate():
+    assert "beats the base model" in lora_report.verdict(_row_with(2, 40, 200))
+    assert "is worse than the base model" in lora_report.verdict(_row_with(40, 2, 200))
+    overlap = lora_report.verdict(_row_with(2, 6, 200))   # 1% vs 3%: intervals overlap
+    assert "does not beat" in overlap and "n=200" in overlap
+    with_calc = lora_report.verdict(_row_with(2, 40, 200), labels=("without-calculator", "calculator"))
+    assert "calculator model beats the without-calculator model" in with_calc
+
+
+def test_markdown_labels_name_the_two_sides():
+    md = lora_report.comparison_markdown([_row_with(1, 2, 10)], labels=("without calculator", "with calculator"))
+    assert md.splitlines()[0] == "| group | n | without calculator | with calculator | change | relative |"

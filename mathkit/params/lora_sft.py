@@ -124,6 +124,9 @@ class LoraSftParams(NotebookParams):
     eval_batch_size: int = Field(4, gt=0)
     max_new_tokens: int = Field(16, gt=0)
     eval_bf16: bool = False                    # bf16 autocast for generation (faster on CPU)
+    # Evaluate both models once more on the held-out templates with a calculator writing every
+    # "expression =" result (mathkit.calculator): separates arithmetic errors from set-up errors.
+    calculator_check: bool = True
 
     # ---- saving and display
     merge: bool = False                        # also save base+adapter merged (full precision)
