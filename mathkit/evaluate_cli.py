@@ -136,16 +136,21 @@ def _evaluate_arithmetic(args, out: Path) -> dict:
 
 
 def _evaluate_language_model(args, out: Path) -> dict:
+    from mathkit.calculator import calculator_supported
     from mathkit.data import load_math_dataset
     from mathkit.evaluate import evaluate_model
 
     dataset = load_math_dataset(args.dataset, split=args.split, n=args.n, seed=args.seed)
     model, tokenizer = load_language_model(args.model, adapter=args.adapter,
                                            load_in_4bit=args.load_in_4bit)
+    if args.calculator and not calculator_supported(tokenizer):
+        raise ParamsError(f"--calculator: {args.model}'s tokenizer does not write digits, '.' and '-' "
+                          "one token each, so results cannot be written; drop --calculator")
     result = evaluate_model(model, tokenizer, dataset, style=args.style,
                             system_prompt=args.system_prompt, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens or 256, bf16=args.bf16,
-                            records_path=out, progress=not args.no_progress)
+                            records_path=out, progress=not args.no_progress,
+                            calculator=args.calculator)
     s = result.summary
     st = s["strict"]
     print(f"accuracy: {s['accuracy']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] n={s['n']} "
@@ -153,6 +158,8 @@ def _evaluate_language_model(args, out: Path) -> dict:
           f"unparsable {s['unparsable']}, truncated {s['truncated']})")
     print(f"tokens/s: {s['tokens_per_second']:.1f} ({s['new_tokens']} new tokens in "
           f"{s['generation_seconds']:.1f} s)")
+    if args.calculator:
+        print(f"calculator: {s['calculator_uses']} results written")
     return s
 
 
@@ -197,6 +204,8 @@ def register(subparsers) -> None:
                    help="prompt style of mathkit.data.formatting (default: gsm8k)")
     p.add_argument("--system-prompt", help="system prompt (default: the formatting module's)")
     p.add_argument("--bf16", action="store_true", help="generate under bf16 autocast")
+    p.add_argument("--calculator", action="store_true",
+                   help="write the result of every 'expression =' the model generates (mathkit.calculator)")
     p.add_argument("--load-in-4bit", action="store_true", help="NF4 weights via bitsandbytes")
     p.add_argument("--output", metavar="FILE",
                    help=f"records JSONL (default: {DEFAULT_OUTPUT_DIR}/<model>__<dataset>.jsonl)")

@@ -84,6 +84,21 @@ def test_lora_adapter_changes_the_model(llama_dir, adapter_dir, data_file, tmp_p
     assert completions("lora.jsonl") != completions("base.jsonl")
 
 
+def test_calculator_flag_reports_its_uses(llama_dir, data_file, tmp_path, capsys, monkeypatch):
+    import mathkit.calculator as calc
+
+    code, stdout, _ = _run(capsys, "--model", llama_dir, "--dataset", data_file, "--max-new-tokens", 6,
+                           "--style", "plain", "--calculator", "--output", tmp_path / "c.jsonl",
+                           "--no-progress")
+    assert code == 0 and "calculator:" in stdout and "results written" in stdout
+    summary = json.loads((tmp_path / "c.summary.json").read_text())
+    assert summary["settings"]["calculator"] is True and summary["calculator_uses"] >= 0
+    monkeypatch.setattr(calc, "calculator_supported", lambda tokenizer: False)
+    code, _, err = _run(capsys, "--model", llama_dir, "--dataset", data_file, "--calculator",
+                        "--output", tmp_path / "d.jsonl", "--no-progress")
+    assert code == 2 and "drop --calculator" in err
+
+
 def test_bad_arguments_give_one_line_errors(llama_dir, data_file, tmp_path, capsys):
     code, _, err = _run(capsys, "--model", llama_dir, "--dataset", data_file, "--n", 0)
     assert code == 2 and "--n must be >= 1" in err
