@@ -51,8 +51,8 @@ def plot_loss_curves(metrics_path: str | Path, title: str = "Training and valida
     """Train and eval loss against the optimizer step, from ``metrics.jsonl``.
 
     Rows need ``step`` and ``train_loss`` (or ``loss``) and/or ``eval_loss`` (as written by
-    :mod:`mathkit.train`; ``kind: summary`` rows are skipped); a log y-axis shows the late, small
-    improvements that decide exact match.
+    :mod:`mathkit.train`; ``kind: summary`` rows are skipped); a log y-axis (when the loss falls
+    by a decade or more) shows the late, small improvements that decide exact match.
     """
     rows = read_metrics(metrics_path)
     train = _series(rows, TRAIN_KEYS)
@@ -64,7 +64,10 @@ def plot_loss_curves(metrics_path: str | Path, title: str = "Training and valida
         ax.plot(*train, label="train loss", color="tab:blue", linewidth=1.2)
     if evals[0]:
         ax.plot(*evals, label="validation loss", color="tab:orange", marker="o", markersize=4)
-    if log_scale and all(v > 0 for v in train[1] + evals[1]):
+    values = train[1] + evals[1]
+    # A log axis only where the loss spans a decade or more: within one decade it has a single
+    # labelled tick and the numbers vanish (LoRA runs move from ~1.3 to ~0.6).
+    if log_scale and all(v > 0 for v in values) and max(values) / min(values) >= 10:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.01, not 10^-2
         ax.yaxis.set_minor_formatter(FormatStrFormatter(""))

@@ -26,16 +26,22 @@ def write_metrics(path, rows):
 def test_loss_curves_from_trainer_rows(tmp_path):
     rows = [{"kind": "train", "step": s, "epoch": s / 100, "loss": 2.0 / s, "learning_rate": 1e-3}
             for s in (10, 20, 30, 40)]
-    rows += [{"kind": "eval", "step": 20, "eval_loss": 0.2}, {"kind": "eval", "step": 40, "eval_loss": 0.05}]
+    rows += [{"kind": "eval", "step": 20, "eval_loss": 0.2}, {"kind": "eval", "step": 40, "eval_loss": 0.01}]
     rows += [{"kind": "summary", "step": 40, "train_loss": 9.0, "train_runtime": 12.0}]
     fig = plot_loss_curves(write_metrics(tmp_path / "metrics.jsonl", rows))
     ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["train loss"].get_xdata()) == [10, 20, 30, 40]
-    assert list(lines["validation loss"].get_ydata()) == [0.2, 0.05]
+    assert list(lines["validation loss"].get_ydata()) == [0.2, 0.01]
     assert 9.0 not in list(lines["train loss"].get_ydata())  # the summary row is not a point
     assert ax.get_title() and ax.get_xlabel() == "optimizer step" and "loss" in ax.get_ylabel()
     assert ax.get_yscale() == "log"
+
+
+def test_loss_curves_within_one_decade_stay_linear(tmp_path):
+    rows = [{"step": s, "loss": v} for s, v in ((1, 1.3), (20, 0.9), (40, 0.6))]
+    ax = plot_loss_curves(write_metrics(tmp_path / "m.jsonl", rows)).axes[0]
+    assert ax.get_yscale() == "linear"
 
 
 def test_loss_curves_train_only_and_errors(tmp_path):
