@@ -138,10 +138,18 @@ class CalculatorLogitsProcessor(LogitsProcessor):
         scores[row] = float("-inf")
         scores[row, token_id] = 0.0
 
+    def _mask_for(self, scores: torch.Tensor) -> torch.Tensor:
+        """The digit mask sized to the model's vocabulary (models pad it beyond the tokenizer's)
+        and on its device: built at the first step, reused at every later one."""
+        mask = self.digit_mask
+        if mask.shape[0] != scores.shape[1] or mask.device != scores.device:
+            width = scores.shape[1]
+            mask = torch.cat([mask, mask.new_zeros(max(0, width - mask.shape[0]))])[:width]
+            self.digit_mask = mask.to(scores.device)
+        return self.digit_mask
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        mask = self.digit_mask.to(scores.device)
-        if mask.shape[0] < scores.shape[1]:  # models pad the vocabulary beyond the tokenizer
-            mask = torch.cat([mask, mask.new_zeros(scores.shape[1] - mask.shape[0])])
+        mask = self._mask_for(scores)
         for row in range(scores.shape[0]):
             queue = self.queues.get(row)
             if queue:
@@ -153,7 +161,7 @@ class CalculatorLogitsProcessor(LogitsProcessor):
             if row in self.block_digit:
                 self.block_digit.discard(row)
                 if wants_digit:  # the result is complete: no extra digit may extend it
-                    scores[row, mask[: scores.shape[1]]] = float("-inf")
+                    scores[row, mask] = float("-inf")
                 continue
             if not wants_digit:
                 continue
