@@ -22,12 +22,12 @@ import time
 
 import torch
 
-from mathkit.answers import extract_answer, is_correct
+from mathkit.evaluation.answers import extract_answer, is_correct
 from mathkit.data import load_math_dataset
 from mathkit.data.formatting import build_prompt
 from mathkit.env import cpu_supports_bf16, seed_everything
-from mathkit.generation import generate_batched
-from mathkit.metrics import accuracy_summary
+from mathkit.evaluation.generation import generate_batched
+from mathkit.evaluation.metrics import accuracy_summary
 from mathkit.models.base import load_base_model
 
 

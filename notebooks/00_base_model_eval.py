@@ -62,11 +62,11 @@ from IPython.display import Markdown, display
 
 from mathkit.data import load_math_dataset
 from mathkit.env import resolve_output_dir, runtime_info, seed_everything
-from mathkit.evaluate import evaluate_model
+from mathkit.evaluation.evaluator import evaluate_model
 from mathkit.models.base import load_base_model
 from mathkit.params.base_model_eval import BaseModelEvalParams
-from mathkit.plots import plot_accuracy_by
-from mathkit.reports import save_figure, save_results
+from mathkit.reporting.charts import plot_accuracy_by
+from mathkit.reporting.results import save_figure, save_results
 
 logging.basicConfig(level=logging.WARNING)
 params = BaseModelEvalParams.from_namespace(globals())

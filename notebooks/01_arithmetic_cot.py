@@ -84,15 +84,15 @@ import shutil
 import pandas as pd
 import torch
 
-from mathkit.arithmetic import check_fits, generate_length_sets, generate_splits, save_jsonl
-from mathkit.arithmetic_eval import evaluate_arithmetic, format_interval, headline_accuracy
-from mathkit.char_tokenizer import build_char_tokenizer
+from mathkit.data.arithmetic import check_fits, generate_length_sets, generate_splits, save_jsonl
+from mathkit.evaluation.arithmetic_scoring import evaluate_arithmetic, format_interval, headline_accuracy
+from mathkit.models.char_tokenizer import build_char_tokenizer
 from mathkit.env import resolve_output_dir, runtime_info, seed_everything
 from mathkit.models import build_decoder, save_model
 from mathkit.params.arithmetic_cot import ArithmeticCotParams
-from mathkit.plots import plot_accuracy_by, plot_loss_curves
-from mathkit.reports import save_figure, save_results
-from mathkit.train import TrainSettings, train_causal_lm
+from mathkit.reporting.charts import plot_accuracy_by, plot_loss_curves
+from mathkit.reporting.results import save_figure, save_results
+from mathkit.training.trainer import TrainSettings, train_causal_lm
 
 logging.basicConfig(level=logging.WARNING)
 params = ArithmeticCotParams.from_namespace(globals())

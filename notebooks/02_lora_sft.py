@@ -104,18 +104,19 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from mathkit import lora, lora_report
-from mathkit.calculator import calculator_supported
+from mathkit.reporting import comparison as lora_report
+from mathkit.training import lora
+from mathkit.evaluation.calculator import calculator_supported
 from mathkit.data import combine_sources
 from mathkit.data.formatting import format_dataset
 from mathkit.env import best_device, resolve_output_dir, seed_everything
-from mathkit.evaluate import compare_records, evaluate_model
+from mathkit.evaluation.evaluator import compare_records, evaluate_model
 from mathkit.memory import release_memory, track_peak_memory
 from mathkit.models.base import load_base_model
 from mathkit.models.io import save_model
 from mathkit.params.lora_sft import LoraSftParams
-from mathkit.plots import plot_loss_curves
-from mathkit.reports import save_figure, save_results
+from mathkit.reporting.charts import plot_loss_curves
+from mathkit.reporting.results import save_figure, save_results
 
 logging.basicConfig(level=logging.WARNING)
 params = LoraSftParams.from_namespace(globals())
@@ -273,7 +274,7 @@ print(f"fine-tuned accuracy {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][
 # A small model can set a step up right and still compute it wrong (`3*68=184`), and every later
 # step inherits the error. With `calculator_check`, both models solve the held-out problems again
 # while a calculator writes the result of every `expression =` they generate
-# (`mathkit.calculator`; GSM8K's authors ran their models the same way). What the calculator adds
+# (`mathkit.evaluation.calculator`; GSM8K's authors ran their models the same way). What the calculator adds
 # is what arithmetic errors cost; what stays wrong was set up wrong.
 
 # %%

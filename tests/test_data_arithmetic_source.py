@@ -1,4 +1,4 @@
-"""Digit arithmetic as unified problems, on top of mathkit.arithmetic."""
+"""Digit arithmetic as unified problems, on top of mathkit.data.arithmetic."""
 
 from collections import Counter
 

@@ -7,7 +7,7 @@ import torch
 
 from mathkit.errors import HubUnavailableError, MathkitError
 from mathkit.models import base
-from tests.test_evaluate import tiny_llama, tiny_tokenizer
+from tests.test_evaluation_evaluator import tiny_llama, tiny_tokenizer
 
 
 @pytest.fixture

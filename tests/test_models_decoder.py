@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from mathkit.char_tokenizer import build_char_tokenizer
+from mathkit.models.char_tokenizer import build_char_tokenizer
 from mathkit.models.decoder import CACHE_FIELD
 from mathkit.models import (
     MODEL_SIZES,

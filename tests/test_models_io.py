@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from mathkit.char_tokenizer import build_char_tokenizer
+from mathkit.models.char_tokenizer import build_char_tokenizer
 from mathkit.errors import HubUnavailableError, ParamsError
 from mathkit.models import MathDecoderForCausalLM, ModelNotFoundError, build_decoder, load_model, save_model
 from mathkit.models import io as model_io

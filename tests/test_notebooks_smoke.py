@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mathkit.notebooks import available
+from mathkit.cli.notebook_registry import available
 
 ROOT = Path(__file__).parent.parent
 SPECS = available(ROOT / "notebooks")

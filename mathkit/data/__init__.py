@@ -12,7 +12,7 @@ gsm8k_originals     the 100 real GSM8K test problems of GSM-Symbolic         lan
 gsm_symbolic        seeded variants of those 100 templates                   language, per_template, include_originals,
                                                                              keep_calculator
 champ               270 CHAMP competition problems (evaluation only)         -
-arithmetic          digit arithmetic from :mod:`mathkit.arithmetic`          min_digits=1, max_digits=3,
+arithmetic          digit arithmetic from :mod:`mathkit.data.arithmetic`          min_digits=1, max_digits=3,
                                                                              ops=("+","-","*"), style="question"|"bare"
 sympy_problems      equations, derivatives, integrals, determinants,          kinds=[...] (see sympy_problems.KINDS)
                     eigenvalues, solved with sympy

@@ -1,4 +1,4 @@
-"""Digit arithmetic as math problems: :mod:`mathkit.arithmetic`'s generator in the unified columns.
+"""Digit arithmetic as math problems: :mod:`mathkit.data.arithmetic`'s generator in the unified columns.
 
 Each row is one expression such as ``658+189``:
 
@@ -8,7 +8,7 @@ Each row is one expression such as ``658+189``:
   one-line description of the method;
 - ``answer``: the result; ``category``: ``"arithmetic:+"``, ``"arithmetic:-"`` or ``"arithmetic:*"``.
 
-Expressions are drawn without replacement by :func:`mathkit.arithmetic.sample_expressions`;
+Expressions are drawn without replacement by :func:`mathkit.data.arithmetic.sample_expressions`;
 ``split="test"`` keeps the expressions whose SHA-256 is 0 mod 5 and ``split="train"`` the others,
 so the two never share an expression whatever their seeds.
 """
@@ -31,7 +31,7 @@ _METHOD = {
 
 
 def _row(a: int, b: int, op: str, style: str) -> dict[str, str]:
-    from mathkit.arithmetic import make_example, parse_completion
+    from mathkit.data.arithmetic import make_example, parse_completion
 
     ex = make_example(a, b, op, cot=True)
     thought, _ = parse_completion(ex["completion"])
@@ -47,7 +47,7 @@ def generate(n: int | None = None, seed: int = 0, split: str | None = None, *, m
              max_digits: int = 3, ops: Sequence[str] = ("+", "-", "*"),
              style: str = "question") -> list[dict[str, str]]:
     """``n`` distinct arithmetic problems (default 1000) of the given split, in generation order."""
-    from mathkit.arithmetic import expression_space_size, sample_expressions
+    from mathkit.data.arithmetic import expression_space_size, sample_expressions
 
     if style not in ("question", "bare"):
         raise DataError(f"arithmetic style must be 'question' or 'bare', not {style!r}")

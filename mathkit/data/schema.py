@@ -21,7 +21,7 @@ category   problem type for breakdowns (``"gsm8k"``, ``"arithmetic:+"``, ``"alge
 =========  ==================================================================================
 
 The gold-answer helpers here read answers *as stored in datasets* (``####``, ``\\boxed{}``,
-``The answer is:``); extracting answers from model outputs is :mod:`mathkit.answers`' job.
+``The answer is:``); extracting answers from model outputs is :mod:`mathkit.evaluation.answers`' job.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_wi
 
 
 def check_lora_settings(*, r: int, alpha: float, dropout: float, target_modules) -> None:
-    """Raise :class:`ParamsError` for values LoRA cannot use; shared with :mod:`mathkit.lora`."""
+    """Raise :class:`ParamsError` for values LoRA cannot use; shared with :mod:`mathkit.training.lora`."""
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         raise ParamsError(f"lora_r must be an integer >= 1 (got {r!r})")
     if not alpha > 0:
@@ -98,7 +98,7 @@ class LoraSftParams(NotebookParams):
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
 
-    # ---- training (names match mathkit.lora.SftSettings)
+    # ---- training (names match mathkit.training.lora.SftSettings)
     num_train_epochs: float = Field(2.0, gt=0)  # seed: 2 epochs
     max_steps: int = 2                          # > 0 overrides epochs; -1: train by epochs
     learning_rate: float = Field(1.0e-4, gt=0, lt=1)
@@ -125,7 +125,7 @@ class LoraSftParams(NotebookParams):
     max_new_tokens: int = Field(16, gt=0)
     eval_bf16: bool = False                    # bf16 autocast for generation (faster on CPU)
     # Evaluate both models once more on the held-out templates with a calculator writing every
-    # "expression =" result (mathkit.calculator): separates arithmetic errors from set-up errors.
+    # "expression =" result (mathkit.evaluation.calculator): separates arithmetic errors from set-up errors.
     calculator_check: bool = True
 
     # ---- saving and display

@@ -17,9 +17,9 @@ from mathkit.errors import MathkitError
 # Modules that add a sub-command; imported lazily so ``--help`` stays fast and a missing optional
 # dependency of one command does not break the others.
 COMMAND_MODULES = (
-    "mathkit.runner",          # run
-    "mathkit.solve",           # solve, chat
-    "mathkit.evaluate_cli",    # evaluate
+    "mathkit.cli.run",       # run, index
+    "mathkit.cli.solve",     # solve, chat
+    "mathkit.cli.evaluate",  # evaluate
 )
 
 

@@ -2,7 +2,7 @@
 
 * Exact match: the final answer (after ``</think>``, or the text before ``<end>`` for plain
   examples) equals the true result, as a string, so ``0847`` for 847 is wrong. An unfinished
-  think block counts as wrong. Greedy generation via :func:`mathkit.generation.generate_batched`.
+  think block counts as wrong. Greedy generation via :func:`mathkit.evaluation.generation.generate_batched`.
 * Thought match: the chain of thought equals the reference trace (CoT examples only), which
   tells "right for the right reasons" apart from lucky answers.
 * Token accuracy: under teacher forcing, the share of completion tokens (``<end>`` included)
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from mathkit.arithmetic import THINK_END, parse_completion
-from mathkit.generation import generate_batched
-from mathkit.metrics import accuracy_summary, token_accuracy
+from mathkit.data.arithmetic import THINK_END, parse_completion
+from mathkit.evaluation.generation import generate_batched
+from mathkit.evaluation.metrics import accuracy_summary, token_accuracy
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from mathkit import lora
+from mathkit.training import lora
 from mathkit.env import cpu_supports_bf16
 from mathkit.errors import MathkitError, ParamsError
 from mathkit.models.io import save_model

@@ -2,8 +2,8 @@
 
 import json
 
-from mathkit.notebooks import NotebookSpec
-from mathkit.report_index import format_value, write_index
+from mathkit.cli.notebook_registry import NotebookSpec
+from mathkit.reporting.index import format_value, write_index
 
 
 def test_format_value():

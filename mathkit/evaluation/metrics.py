@@ -32,18 +32,18 @@ def accuracy_summary(correct: list[bool] | list[int]) -> dict:
 
 def answer_accuracy(predictions: list[str | None], golds: list[str]) -> dict:
     """Accuracy of extracted answers against gold ones (numeric / symbolic equivalence through
-    :func:`mathkit.answers.is_correct`), with n and the Wilson 95% interval."""
-    from mathkit.answers import is_correct
+    :func:`mathkit.evaluation.answers.is_correct`), with n and the Wilson 95% interval."""
+    from mathkit.evaluation.answers import is_correct
 
     _same_length(predictions, golds)
     return accuracy_summary([is_correct(p, g) for p, g in zip(predictions, golds)])
 
 
 def exact_match(predictions: list[str | None], golds: list[str], *, normalize: bool = True) -> dict:
-    """String exact match (after :func:`mathkit.answers.normalize_answer` unless
+    """String exact match (after :func:`mathkit.evaluation.answers.normalize_answer` unless
     ``normalize=False``), with n and the Wilson 95% interval. Stricter than
     :func:`answer_accuracy`: ``0.5`` and ``1/2`` differ here."""
-    from mathkit.answers import normalize_answer
+    from mathkit.evaluation.answers import normalize_answer
 
     _same_length(predictions, golds)
     if normalize:

@@ -4,9 +4,9 @@ import re
 import pytest
 import torch
 
-from mathkit.arithmetic import make_example, parse_expression
+from mathkit.data.arithmetic import make_example, parse_expression
 from mathkit.cli import main
-from mathkit.solve import PROMPT, Solver, chat_loop, format_chat_reply
+from mathkit.cli.solve import PROMPT, Solver, chat_loop, format_chat_reply
 
 
 class OracleSolver(Solver):
@@ -112,7 +112,7 @@ def test_missing_checkpoint(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    from mathkit.char_tokenizer import build_char_tokenizer
+    from mathkit.models.char_tokenizer import build_char_tokenizer
     from mathkit.models import build_decoder, save_model
 
     torch.manual_seed(0)

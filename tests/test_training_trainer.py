@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mathkit import train as train_mod
-from mathkit.arithmetic import generate_examples
-from mathkit.char_tokenizer import build_char_tokenizer
+from mathkit.training import trainer as train_mod
+from mathkit.data.arithmetic import generate_examples
+from mathkit.models.char_tokenizer import build_char_tokenizer
 from mathkit.errors import DataError, ParamsError
 from mathkit.models import MathDecoderForCausalLM, build_decoder, load_model
-from mathkit.train import (
+from mathkit.training.trainer import (
     IGNORE_INDEX,
     CompletionCollator,
     TrainSettings,

@@ -2,8 +2,8 @@
 
 :func:`evaluate_model` is the single evaluator that notebooks and ``python -m mathkit evaluate``
 share: prompts from the data module's formatting (or a ``prompt_fn``), batched greedy generation
-(:func:`mathkit.generation.generate_batched`: length-sorted, left-padded, KV cache), lenient and
-strict answer extraction (:mod:`mathkit.answers`), and a summary where every accuracy carries its
+(:func:`mathkit.evaluation.generation.generate_batched`: length-sorted, left-padded, KV cache), lenient and
+strict answer extraction (:mod:`mathkit.evaluation.answers`), and a summary where every accuracy carries its
 n and Wilson interval. Per-example records go to a JSONL file so that later notebooks (and
 :func:`compare_records`) can look at exactly which problems changed.
 """
@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mathkit.answers import score_completion
+from mathkit.evaluation.answers import score_completion
 from mathkit.errors import DataError
-from mathkit.generation import generate_batched
-from mathkit.metrics import accuracy_summary, grouped_accuracy, mcnemar_exact
+from mathkit.evaluation.generation import generate_batched
+from mathkit.evaluation.metrics import accuracy_summary, grouped_accuracy, mcnemar_exact
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def evaluate_model(
     it). The summary's headline ``accuracy`` is the lenient one; ``strict`` counts only answers
     in the asked format. ``truncated`` counts completions that hit ``max_new_tokens``.
     ``calculator`` writes the result of each ``expression =`` the model generates
-    (:mod:`mathkit.calculator`); the summary counts how often.
+    (:mod:`mathkit.evaluation.calculator`); the summary counts how often.
     """
     t_start = time.perf_counter()
     rows = _rows(dataset)

@@ -1,9 +1,9 @@
 """``python -m mathkit evaluate``: accuracy of any model of this repo on a math dataset.
 
 Language models (the offline ``smollm2-135m-instruct``, a saved folder, a hub id, optionally with
-a LoRA ``--adapter``) go through :func:`mathkit.evaluate.evaluate_model` on a dataset of
+a LoRA ``--adapter``) go through :func:`mathkit.evaluation.evaluator.evaluate_model` on a dataset of
 :mod:`mathkit.data`; an arithmetic model of notebook 01 (a ``mathkit_decoder`` folder) goes
-through :func:`mathkit.arithmetic_eval.evaluate_arithmetic` on arithmetic records. Either way it
+through :func:`mathkit.evaluation.arithmetic_scoring.evaluate_arithmetic` on arithmetic records. Either way it
 prints the accuracy with its 95% interval and tokens/s and writes one JSONL line per example
 (plus ``<output>.summary.json``).
 """
@@ -88,7 +88,7 @@ def load_language_model(name: str, *, adapter: str | None = None, load_in_4bit: 
 
 
 def _arithmetic_records(dataset: str, n: int | None, seed: int) -> list[dict]:
-    from mathkit.arithmetic import generate_examples, load_jsonl
+    from mathkit.data.arithmetic import generate_examples, load_jsonl
 
     m = ARITHMETIC_SPEC.fullmatch(dataset)
     if m:
@@ -98,7 +98,7 @@ def _arithmetic_records(dataset: str, n: int | None, seed: int) -> list[dict]:
     path = Path(dataset)
     if path.suffix != ".jsonl" or not path.is_file():
         raise DataError(f"an arithmetic (mathkit_decoder) model is evaluated on arithmetic records: "
-                        f"pass --dataset FILE.jsonl (written by mathkit.arithmetic.save_jsonl) or "
+                        f"pass --dataset FILE.jsonl (written by mathkit.data.arithmetic.save_jsonl) or "
                         f"'arithmetic[:MIN-MAX[:OPS]]', e.g. arithmetic:1-3:+ ; got {dataset!r}")
     records = load_jsonl(path)
     missing = {"prompt", "completion", "result"} - set(records[0] if records else {})
@@ -112,8 +112,8 @@ def _arithmetic_records(dataset: str, n: int | None, seed: int) -> list[dict]:
 
 
 def _evaluate_arithmetic(args, out: Path) -> dict:
-    from mathkit.arithmetic_eval import evaluate_arithmetic
-    from mathkit.evaluate import write_records
+    from mathkit.evaluation.arithmetic_scoring import evaluate_arithmetic
+    from mathkit.evaluation.evaluator import write_records
     from mathkit.models.io import load_model
 
     from mathkit.env import best_device
@@ -136,9 +136,9 @@ def _evaluate_arithmetic(args, out: Path) -> dict:
 
 
 def _evaluate_language_model(args, out: Path) -> dict:
-    from mathkit.calculator import calculator_supported
+    from mathkit.evaluation.calculator import calculator_supported
     from mathkit.data import load_math_dataset
-    from mathkit.evaluate import evaluate_model
+    from mathkit.evaluation.evaluator import evaluate_model
 
     dataset = load_math_dataset(args.dataset, split=args.split, n=args.n, seed=args.seed)
     model, tokenizer = load_language_model(args.model, adapter=args.adapter,
@@ -205,7 +205,7 @@ def register(subparsers) -> None:
     p.add_argument("--system-prompt", help="system prompt (default: the formatting module's)")
     p.add_argument("--bf16", action="store_true", help="generate under bf16 autocast")
     p.add_argument("--calculator", action="store_true",
-                   help="write the result of every 'expression =' the model generates (mathkit.calculator)")
+                   help="write the result of every 'expression =' the model generates (mathkit.evaluation.calculator)")
     p.add_argument("--load-in-4bit", action="store_true", help="NF4 weights via bitsandbytes")
     p.add_argument("--output", metavar="FILE",
                    help=f"records JSONL (default: {DEFAULT_OUTPUT_DIR}/<model>__<dataset>.jsonl)")

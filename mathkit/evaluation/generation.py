@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
-from mathkit.calculator import CalculatorLogitsProcessor
+from mathkit.evaluation.calculator import CalculatorLogitsProcessor
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def generate_batched(
     """Greedy-decode ``prompts`` in length-sorted, left-padded batches; stop at EOS per sequence.
 
     ``calculator``: write the result of every ``expression =`` the model generates
-    (:mod:`mathkit.calculator`)."""
+    (:mod:`mathkit.evaluation.calculator`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()

@@ -6,10 +6,10 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from mathkit import lora_report  # noqa: E402
+from mathkit.reporting import comparison as lora_report  # noqa: E402
 from mathkit.data.gsm_symbolic import HELD_OUT_TEMPLATES  # noqa: E402
 from mathkit.errors import DataError  # noqa: E402
-from mathkit.evaluate import compare_records  # noqa: E402
+from mathkit.evaluation.evaluator import compare_records  # noqa: E402
 
 HELD, TRAINED = HELD_OUT_TEMPLATES[0], "0000"
 assert TRAINED not in HELD_OUT_TEMPLATES

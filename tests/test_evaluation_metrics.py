@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mathkit.metrics import (
+from mathkit.evaluation.metrics import (
     accuracy_summary,
     answer_accuracy,
     bleu,
@@ -77,7 +77,7 @@ def test_perplexity_from_loss():
 def _tiny_lm_and_tokenizer():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from mathkit.char_tokenizer import build_char_tokenizer
+    from mathkit.models.char_tokenizer import build_char_tokenizer
 
     tok = build_char_tokenizer()
     torch.manual_seed(0)

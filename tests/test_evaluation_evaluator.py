@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mathkit.errors import DataError
-from mathkit.evaluate import (
+from mathkit.evaluation.evaluator import (
     EvalResult,
     compare_records,
     evaluate_model,

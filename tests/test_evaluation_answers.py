@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from mathkit.answers import (
+from mathkit.evaluation.answers import (
     extract_answer,
     extract_answer_strict,
     gold_candidates,

@@ -31,7 +31,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from mathkit.data.gsm_symbolic import HELD_OUT_TEMPLATES
 from mathkit.env import cpu_supports_bf16
 from mathkit.errors import MathkitError, ParamsError
-from mathkit.generation import generate_batched
+from mathkit.evaluation.generation import generate_batched
 from mathkit.memory import track_peak_memory
 from mathkit.params.lora_sft import check_lora_settings
 
@@ -432,7 +432,7 @@ def load_adapter(base_model, adapter_dir: str | Path, *, trainable: bool = False
 def greedy_completions(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 32) -> list[str]:
     """Greedy completions in fp32, all prompts in one batch (same padding every time).
 
-    Like :func:`mathkit.evaluate.evaluate_model`, the tokenizer adds no BOS to prompts that
+    Like :func:`mathkit.evaluation.evaluator.evaluate_model`, the tokenizer adds no BOS to prompts that
     already start with one.
     """
     bos = getattr(tokenizer, "bos_token", None)

@@ -1,7 +1,7 @@
 from transformers import AutoTokenizer
 
-from mathkit.arithmetic import count_tokens, generate_examples
-from mathkit.char_tokenizer import CHARACTERS, SPECIAL_TOKENS, build_char_tokenizer
+from mathkit.data.arithmetic import count_tokens, generate_examples
+from mathkit.models.char_tokenizer import CHARACTERS, SPECIAL_TOKENS, build_char_tokenizer
 
 
 def sample_texts():

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from mathkit.arithmetic import (
+from mathkit.data.arithmetic import (
     addition_steps,
     count_tokens,
     expression_space_size,

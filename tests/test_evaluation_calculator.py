@@ -5,7 +5,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList, PreTrainedTokenizerFast
 
-from mathkit.calculator import (CalculatorLogitsProcessor, calculator_supported, evaluate_expression,
+from mathkit.evaluation.calculator import (CalculatorLogitsProcessor, calculator_supported, evaluate_expression,
                                 format_number, pending_result)
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mathkit import notebooks as registry
+from mathkit.cli import notebook_registry as registry
 from mathkit.errors import NotebookFailedError, ParamsError
-from mathkit.runner import params_files, parse_overrides, run_notebook
+from mathkit.cli.run import params_files, parse_overrides, run_notebook
 
 NOTEBOOK = textwrap.dedent('''\
     # %% tags=["parameters"]

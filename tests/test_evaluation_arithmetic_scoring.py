@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from mathkit.arithmetic import generate_examples, generate_splits, make_example
-from mathkit.arithmetic_eval import (
+from mathkit.data.arithmetic import generate_examples, generate_splits, make_example
+from mathkit.evaluation.arithmetic_scoring import (
     evaluate_arithmetic,
     format_interval,
     headline_accuracy,
@@ -11,7 +11,7 @@ from mathkit.arithmetic_eval import (
     summarize_by,
     teacher_forced_token_accuracy,
 )
-from mathkit.char_tokenizer import build_char_tokenizer
+from mathkit.models.char_tokenizer import build_char_tokenizer
 
 
 class OracleModel(nn.Module):
@@ -124,7 +124,7 @@ def test_tiny_untrained_decoder_runs_end_to_end(tok):
 
 
 def test_headline_and_interval_formatting():
-    from mathkit.metrics import accuracy_summary
+    from mathkit.evaluation.metrics import accuracy_summary
 
     summary = accuracy_summary([1] * 999 + [0])
     assert headline_accuracy(summary) == {"value": 0.999, "n": 1000, "ci95": summary["ci95"]}

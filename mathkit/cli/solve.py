@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from mathkit.arithmetic import END, OPS, THINK_END, THINK_START, parse_completion, validate_expression
+from mathkit.data.arithmetic import END, OPS, THINK_END, THINK_START, parse_completion, validate_expression
 from mathkit.env import resolve_output_dir
 from mathkit.errors import DataError
 
@@ -69,7 +69,7 @@ class Solver:
         if not prompts:
             return []
         if self.temperature == 0:
-            from mathkit.generation import generate_batched
+            from mathkit.evaluation.generation import generate_batched
 
             return generate_batched(self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
                                     batch_size=64, skip_special_tokens=False, add_special_tokens=False,

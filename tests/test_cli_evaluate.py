@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mathkit.cli import main
-from tests.test_evaluate import tiny_llama, tiny_tokenizer
+from tests.test_evaluation_evaluator import tiny_llama, tiny_tokenizer
 
 PROBLEMS = [
     {"problem": "What is 5+7?", "answer": "12"},
@@ -85,7 +85,7 @@ def test_lora_adapter_changes_the_model(llama_dir, adapter_dir, data_file, tmp_p
 
 
 def test_calculator_flag_reports_its_uses(llama_dir, data_file, tmp_path, capsys, monkeypatch):
-    import mathkit.calculator as calc
+    import mathkit.evaluation.calculator as calc
 
     code, stdout, _ = _run(capsys, "--model", llama_dir, "--dataset", data_file, "--max-new-tokens", 6,
                            "--style", "plain", "--calculator", "--output", tmp_path / "c.jsonl",
@@ -118,7 +118,7 @@ def test_unknown_hub_model_offline(monkeypatch, data_file, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def arithmetic_checkpoint(tmp_path_factory):
-    from mathkit.char_tokenizer import build_char_tokenizer
+    from mathkit.models.char_tokenizer import build_char_tokenizer
     from mathkit.models import build_decoder, save_model
 
     torch.manual_seed(0)
@@ -130,7 +130,7 @@ def arithmetic_checkpoint(tmp_path_factory):
 
 def test_arithmetic_model_on_records_and_on_a_generated_set(arithmetic_checkpoint, tmp_path,
                                                             capsys):
-    from mathkit.arithmetic import generate_examples, save_jsonl
+    from mathkit.data.arithmetic import generate_examples, save_jsonl
 
     data = save_jsonl(generate_examples(6, max_digits=2, seed=3), tmp_path / "test.jsonl")
     out = tmp_path / "arith.jsonl"

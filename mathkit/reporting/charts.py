@@ -1,7 +1,7 @@
 """Charts for the reports: each function returns a titled matplotlib Figure with labelled axes.
 
-The notebook shows the figure and saves it with :func:`mathkit.reports.save_figure`. Functions
-take plain data (a metrics file, summaries from :mod:`mathkit.metrics`) so that any notebook can
+The notebook shows the figure and saves it with :func:`mathkit.reporting.results.save_figure`. Functions
+take plain data (a metrics file, summaries from :mod:`mathkit.evaluation.metrics`) so that any notebook can
 use them.
 """
 
@@ -51,7 +51,7 @@ def plot_loss_curves(metrics_path: str | Path, title: str = "Training and valida
     """Train and eval loss against the optimizer step, from ``metrics.jsonl``.
 
     Rows need ``step`` and ``train_loss`` (or ``loss``) and/or ``eval_loss`` (as written by
-    :mod:`mathkit.train`; ``kind: summary`` rows are skipped); a log y-axis (when the loss falls
+    :mod:`mathkit.training.trainer`; ``kind: summary`` rows are skipped); a log y-axis (when the loss falls
     by a decade or more) shows the late, small improvements that decide exact match.
     """
     rows = read_metrics(metrics_path)
@@ -85,7 +85,7 @@ def plot_accuracy_by(groups: dict, xlabel: str, title: str, train_range: tuple |
     """Bars of accuracy per group with 95% interval error bars and ``n`` above each bar.
 
     ``groups`` maps a label (e.g. digit count) to a summary from
-    :func:`mathkit.metrics.accuracy_summary` (``accuracy``, ``n``, ``ci95``). ``train_range``
+    :func:`mathkit.evaluation.metrics.accuracy_summary` (``accuracy``, ``n``, ``ci95``). ``train_range``
     ``(low, high)`` shades the labels inside the training range (compared numerically when the
     labels are numbers), so extrapolation stands out.
     """

@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
-from mathkit import notebooks as registry
+from mathkit.cli import notebook_registry as registry
 from mathkit.env import repo_root
 from mathkit.errors import NotebookFailedError, ParamsError
 from mathkit.params import NotebookParams, load_params
-from mathkit.report_index import write_index
+from mathkit.reporting.index import write_index
 
 log = logging.getLogger(__name__)
 

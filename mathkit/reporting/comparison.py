@@ -1,7 +1,7 @@
 """Base vs fine-tuned: tables, a bar chart and example lists for the LoRA notebook's report.
 
-Inputs are per-example records of :func:`mathkit.evaluate.evaluate_model` (``source``,
-``template``, ``correct``, ...) and the output of :func:`mathkit.evaluate.compare_records`, so the
+Inputs are per-example records of :func:`mathkit.evaluation.evaluator.evaluate_model` (``source``,
+``template``, ``correct``, ...) and the output of :func:`mathkit.evaluation.evaluator.compare_records`, so the
 same functions serve any before/after pair (LoRA, distillation, a prompt change). Records are
 grouped by :func:`eval_group`, which tells apart the GSM-Symbolic templates held out of training
 from those trained on: a model that learned the *structures* it saw variants of improves on the
@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 
 from mathkit.data.gsm_symbolic import HELD_OUT_TEMPLATES
 from mathkit.errors import DataError
-from mathkit.metrics import accuracy_summary
+from mathkit.evaluation.metrics import accuracy_summary
 
 BEFORE_COLOR, AFTER_COLOR = "tab:gray", "tab:blue"
 HELD_OUT = "held-out templates"
@@ -42,7 +42,7 @@ def is_held_out(record: dict) -> bool:
 
 
 def group_accuracies(records: Iterable[dict], key: Callable[[dict], str] = eval_group) -> dict:
-    """:func:`mathkit.metrics.accuracy_summary` per ``key(record)``, groups in sorted order."""
+    """:func:`mathkit.evaluation.metrics.accuracy_summary` per ``key(record)``, groups in sorted order."""
     by: dict[str, list[bool]] = {}
     for r in records:
         by.setdefault(key(r), []).append(bool(r["correct"]))
@@ -180,7 +180,7 @@ def _clip(text: str | None, n: int) -> str:
 
 def examples_markdown(comparison: dict, kind: str = "fixed", n: int = 3, max_chars: int = 500) -> str:
     """The first ``n`` examples that fine-tuning ``fixed`` (or ``broken``), from
-    :func:`mathkit.evaluate.compare_records`, with both completions side by side."""
+    :func:`mathkit.evaluation.evaluator.compare_records`, with both completions side by side."""
     if kind not in ("fixed", "broken"):
         raise ValueError(f"kind must be 'fixed' or 'broken', got {kind!r}")
     items = comparison[kind][:n]

@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from mathkit.errors import DataError  # noqa: E402
-from mathkit.metrics import accuracy_summary  # noqa: E402
-from mathkit.plots import plot_accuracy_by, plot_loss_curves, read_metrics  # noqa: E402
+from mathkit.evaluation.metrics import accuracy_summary  # noqa: E402
+from mathkit.reporting.charts import plot_accuracy_by, plot_loss_curves, read_metrics  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

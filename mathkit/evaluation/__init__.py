@@ -1,0 +1,2 @@
+"""Evaluation: batched generation, answer extraction and checking, metrics with intervals, the
+calculator, and the evaluator that notebooks and the CLI share."""

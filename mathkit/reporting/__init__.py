@@ -1,0 +1,1 @@
+"""Reporting: charts, before/after tables, results.json, provenance and the report index."""
