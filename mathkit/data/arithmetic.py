@@ -37,11 +37,9 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from mathkit.data.markers import END, THINK_END, THINK_START
 from mathkit.errors import DataError
 
-THINK_START = "<think>"
-THINK_END = "</think>"
-END = "<end>"
 OPS = ("+", "-", "*")
 
 # One token per special marker, one per other character: the count the character tokenizer makes.

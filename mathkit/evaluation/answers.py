@@ -22,9 +22,10 @@ import threading
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
+from mathkit.data.markers import THINK_END
+
 log = logging.getLogger(__name__)
 
-THINK_END = "</think>"
 VERIFY_TIMEOUT_S = 5  # per parse / comparison, as math-verify's own default
 
 # A number as models write it: optional sign, thousands groups or plain digits, decimals, an
