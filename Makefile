@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mathkit-installed
 
-.PHONY: venv report report-all test test-fast sync clean-reports
+.PHONY: venv report report-all test test-fast sync dist clean-reports
 
 venv: $(STAMP)
 
@@ -34,3 +34,12 @@ test-fast: venv
 # Regenerate every notebooks/*.ipynb from its .py source of truth (outputs stay empty).
 sync: venv
 	$(BIN)/jupytext --sync notebooks/*.py
+
+# A folder to attach to Kaggle as one dataset (or upload to Colab): the mathkit wheel, the hosted
+# requirements and the parameter files. The notebooks' setup cell finds and installs it; see README.
+dist: venv
+	rm -rf dist/mathkit-kaggle && mkdir -p dist/mathkit-kaggle
+	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w dist/mathkit-kaggle .
+	cp requirements-hosted.txt dist/mathkit-kaggle/ && cp -r params dist/mathkit-kaggle/params
+	rm -rf build
+	@ls dist/mathkit-kaggle

@@ -12,6 +12,14 @@ import random
 import sys
 from pathlib import Path
 
+# Kaggle's writable folder (its /kaggle/input is read-only). A module constant so that tests can
+# stand a temporary folder in for it.
+KAGGLE_WORKING = Path("/kaggle/working")
+
+# Library versions that provenance and results.json report.
+REPORTED_PACKAGES = ("mathkit", "torch", "transformers", "peft", "trl", "datasets", "tokenizers",
+                     "accelerate", "bitsandbytes", "math-verify", "papermill")
+
 
 def detect_platform() -> str:
     """Return ``"kaggle"``, ``"colab"`` or ``"local"``."""
@@ -20,13 +28,6 @@ def detect_platform() -> str:
     if "google.colab" in sys.modules or os.environ.get("COLAB_RELEASE_TAG"):
         return "colab"
     return "local"
-
-
-def output_root(default: str | Path = "reports") -> Path:
-    """Folder that reports and models go to: /kaggle/working on Kaggle (its input is read-only)."""
-    if detect_platform() == "kaggle":
-        return Path("/kaggle/working") / Path(default).name
-    return Path(default)
 
 
 def seed_everything(seed: int) -> None:
@@ -65,30 +66,64 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def runtime_info() -> dict:
-    """Where a run happened, for results.json: platform, device, threads and library versions."""
+def package_versions(packages: tuple[str, ...] = REPORTED_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``packages`` (missing ones are left out; mathkit always appears)."""
     import importlib.metadata as md
 
-    import torch
-
     versions = {}
-    for pkg in ("mathkit", "torch", "transformers", "peft", "trl", "datasets", "tokenizers",
-                "accelerate", "bitsandbytes", "math-verify"):
+    for pkg in packages:
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             continue
-    if "mathkit" not in versions:
+    if "mathkit" in packages and "mathkit" not in versions:
         from mathkit import __version__
 
         versions["mathkit"] = __version__
+    return versions
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (e.g. "Intel(R) Xeon(R) ..."), else what Python knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int) -> int:
+    """Use ``threads`` torch CPU threads (0 keeps torch's default); returns the count in use."""
+    import torch
+
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = torch's default), got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def runtime_info() -> dict:
+    """Where a run happened, for results.json: platform, device, threads and library versions."""
+    import torch
+
     info = {
         "platform": detect_platform(),
         "device": "gpu" if torch.cuda.is_available() else "cpu",
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpu_threads": torch.get_num_threads(),
-        "versions": versions,
+        "versions": package_versions(),
     }
     if torch.cuda.is_available():
         info["gpu_name"] = torch.cuda.get_device_name(0)
@@ -114,7 +149,7 @@ def resolve_output_dir(output_dir: str | Path) -> Path:
     """
     path = Path(output_dir)
     if detect_platform() == "kaggle" and not path.is_absolute():
-        return Path("/kaggle/working") / path
+        return KAGGLE_WORKING / path
     if path.is_absolute():
         return path
     root = repo_root()

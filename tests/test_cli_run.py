@@ -1,5 +1,6 @@
 """The runner: parameter files, papermill execution, failure handling, report publishing."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -10,26 +11,44 @@ import pytest
 
 from mathkit.cli import notebook_registry as registry
 from mathkit.errors import NotebookFailedError, ParamsError
+from mathkit.cli import run as run_module
 from mathkit.cli.run import params_files, parse_overrides, run_notebook
 
 NOTEBOOK = textwrap.dedent('''\
+    # %% [markdown]
+    # Math renders offline: $x^2 + 1$; money stays money: $5 and $10.
+
     # %% tags=["parameters"]
     seed = 0
     output_dir = "reports/demo"
     fail = False
 
     # %%
-    import json, pathlib
+    import json, pathlib, sys, warnings
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "partial.txt").write_text("half-written")
+    (out / "partial.txt").write_text(f"written with seed {seed}")
+    for i in range(3):  # a tqdm-like bar redrawn with carriage returns
+        sys.stderr.write(f"\\r{50 * i}%|{'#' * i}  | {i}/2 [00:0{i}<00:00, 2.0it/s]")
+    sys.stderr.write("\\n")
+    warnings.warn("an old " + "API", FutureWarning)
+    print("outputs in", out.resolve())
 
     # %%
     if fail:
+        (out / "written_only_by_the_failed_run.txt").write_text("x")
+        (out / "results.json").write_text("{}")
         raise RuntimeError("boom on purpose")
     (out / "results.json").write_text(json.dumps({"headline": {"seed": seed}}))
     print("seed", seed)
     ''')
+
+
+def snapshot(reports: Path, name: str) -> dict[str, bytes]:
+    """Every file of a notebook's report (folder, notebook, HTML), byte for byte."""
+    files = [p for p in (reports / name).rglob("*") if p.is_file()]
+    files += [p for p in (reports / f"{name}.ipynb", reports / f"{name}.html") if p.is_file()]
+    return {str(p.relative_to(reports)): p.read_bytes() for p in files}
 
 
 @pytest.fixture()
@@ -45,30 +64,118 @@ def checkout(tmp_path, monkeypatch):
 
 
 @pytest.mark.notebook
-def test_success_publishes_notebook_html_and_results(checkout):
+def test_success_publishes_clean_notebook_html_and_results(checkout):
     root, spec = checkout
     reports = root / "reports"
     out = run_notebook(spec, root=root, reports_dir=reports,
                        files=params_files(root, spec.name, None, []), progress=False)
     assert json.loads((out / "results.json").read_text()) == {"headline": {"seed": 3}}
-    assert (reports / "99_demo.ipynb").is_file()
-    assert "seed 3" in (reports / "99_demo.html").read_text()
-    executed = json.loads((reports / "99_demo.ipynb").read_text())
-    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
+    html = (reports / "99_demo.html").read_text()
+    text = (reports / "99_demo.ipynb").read_text()
+    assert "seed 3" in html
+    executed = json.loads(text)
+    # one parameters cell, holding the injected values, not the defaults as if they had been used
+    tagged = [c for c in executed["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1 and "injected-parameters" in tagged[0]["metadata"]["tags"]
+    assert "seed = 3" in "".join(tagged[0]["source"]) and "seed = 0" not in text
+    # no absolute path of this machine, no progress bar redraws, no warnings.warn output
+    for published in (text, html):
+        assert str(root) not in published and "/tmp/" not in published
+        assert "50%|#" not in published and "an old API" not in published
+    assert "outputs in reports/99_demo" in text
+    assert executed["metadata"]["papermill"]["output_path"].startswith("reports/")
+    # math as MathML, drawn by the browser without any script from the network
+    assert "<math" in html and "cdnjs" not in html and 'src="http' not in html
+    assert "$5 and $10" in html
 
 
 @pytest.mark.notebook
-def test_failure_names_the_cell_and_restores_previous_report(checkout):
+def test_failure_names_the_cell_and_leaves_previous_report_byte_identical(checkout):
     root, spec = checkout
     reports = root / "reports"
     files = params_files(root, spec.name, None, [])
-    run_notebook(spec, root=root, reports_dir=reports, files=files, progress=False, html=False)
-    before = (reports / "99_demo" / "results.json").read_text()
+    run_notebook(spec, root=root, reports_dir=reports, files=files, progress=False)
+    before = snapshot(reports, spec.name)
+    assert "99_demo/results.json" in before and "99_demo.html" in before
     with pytest.raises(NotebookFailedError, match=r"failed in cell \d+.*RuntimeError: boom on purpose"):
         run_notebook(spec, root=root, reports_dir=reports, files=files,
-                     overrides={"fail": True}, progress=False, html=False)
-    assert (reports / "99_demo" / "results.json").read_text() == before
+                     overrides={"fail": True, "seed": 5}, progress=False)
+    # the failed run wrote a file the good one never did and rewrote two more: none of it is left
+    assert snapshot(reports, spec.name) == before
     assert (reports / ".staging" / "99_demo.ipynb").is_file()  # kept for inspection
+
+
+def test_ctrl_c_leaves_previous_report_byte_identical(checkout, monkeypatch):
+    root, spec = checkout
+    reports = root / "reports"
+    (reports / "99_demo").mkdir(parents=True)
+    (reports / "99_demo" / "results.json").write_text('{"headline": {"seed": 1}}')
+    (reports / "99_demo.ipynb").write_text("{}")
+    before = snapshot(reports, spec.name)
+
+    def interrupted(source, output, parameters, cwd, progress):
+        out = Path(parameters["output_dir"])
+        out.mkdir(parents=True)
+        (out / "results.json").write_text("half")
+        (out / "written_only_by_the_interrupted_run.txt").write_text("x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "execute", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_notebook(spec, root=root, reports_dir=reports, files=params_files(root, spec.name, None, []),
+                     progress=False)
+    assert snapshot(reports, spec.name) == before
+
+
+@pytest.mark.notebook
+def test_run_all_validates_first_goes_past_a_failure_and_writes_the_index(checkout, monkeypatch, capsys):
+    root, spec = checkout
+    (root / "notebooks" / "98_broken.py").write_text(NOTEBOOK)
+    (root / "params" / "98_broken").mkdir()
+    (root / "params" / "98_broken" / "cpu.yaml").write_text("fail: true\n")
+    broken = registry.NotebookSpec("98_broken", "Broken", "tests.demo_schema:DemoNotebookParams")
+    monkeypatch.setattr(registry, "NOTEBOOKS", {"98_broken": broken, "99_demo": spec})
+    monkeypatch.setattr(run_module, "repo_root", lambda: root)
+    reports = root / "reports"
+    args = argparse.Namespace(notebook="all", profile=None, params=None, set=None, reports_dir=str(reports),
+                              no_html=True, quiet=True)
+
+    (root / "params" / "99_demo" / "cpu.yaml").write_text("seeed: 3\n")  # a typo in the second one
+    with pytest.raises(ParamsError, match="unknown key 'seeed'"):
+        run_module.cmd_run(args)
+    assert not reports.exists()  # validated before the first notebook ran
+
+    (root / "params" / "99_demo" / "cpu.yaml").write_text("seed: 3\n")
+    with pytest.raises(NotebookFailedError, match=r"1 of 2 notebooks failed: 98_broken\.py failed"):
+        run_module.cmd_run(args)
+    assert json.loads((reports / "99_demo" / "results.json").read_text()) == {"headline": {"seed": 3}}
+    assert not (reports / "98_broken").exists()
+    index = (reports / "index.md").read_text()
+    assert "| Broken (`98_broken`) | no results yet |" in index and "| Demo (`99_demo`) | seed: 3 |" in index
+
+
+def test_terminal_progress_shows_cell_first_line_and_its_output():
+    import io
+    import logging
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("\n# load the data\nx = 1"), nbformat.v4.new_code_cell("train()")])
+    stream = io.StringIO()
+    handler = run_module.TerminalProgress(nb, stream=stream)
+    logger = logging.getLogger("test-progress")
+    # papermill numbers cells after inserting its own parameters cell (cell 2 here)
+    for msg in ("Input Notebook: /somewhere", "Executing Cell 3" + "-" * 20, "Ending Cell 3" + "-" * 20,
+                "Executing Cell 4" + "-" * 20, "\r 50%|#   | 1/2", "Ending Cell 4" + "-" * 20,
+                "Executing Cell 9" + "-" * 20):
+        handler.emit(logger.makeRecord("papermill", logging.INFO, __file__, 1, msg, None, None))
+    text = stream.getvalue()
+    assert "cell 3/4: # load the data" in text and "cell 4/4: train()" in text
+    assert "\r 50%|#   | 1/2" in text  # the training bar, live
+    assert "Input Notebook" not in text and "Ending Cell" not in text
+    assert "[00:00]" in text and "cell 9/4: \n" in text  # an unexpected number is shown, never raised
 
 
 @pytest.mark.notebook

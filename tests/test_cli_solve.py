@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import re
 
 import pytest
@@ -113,15 +114,15 @@ def test_missing_checkpoint(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     from mathkit.models.char_tokenizer import build_char_tokenizer
-    from mathkit.models import build_decoder, save_model
+    from mathkit.models import build_decoder, save
 
     torch.manual_seed(0)
     tok = build_char_tokenizer(model_max_length=64)
     model = build_decoder("small", tok, max_position_embeddings=64, hidden_size=32, intermediate_size=64,
                           num_hidden_layers=1, num_attention_heads=2)
-    return save_model(model, tok, tmp_path_factory.mktemp("ckpt") / "model",
-                      extra_configs={"arithmetic_format": {"ops": ["+", "*"], "min_digits": 1,
-                                                           "max_digits": 3, "cot": True}})
+    return save(model, tok, tmp_path_factory.mktemp("ckpt") / "model",
+                extra_configs={"arithmetic_format": {"ops": ["+", "*"], "min_digits": 1,
+                                                     "max_digits": 3, "cot": True}})
 
 
 def test_real_checkpoint_greedy_and_sampled(tiny_checkpoint, capsys):
@@ -146,3 +147,27 @@ def test_chat_loop_refuses_untrained_operator():
     fake_input, _ = feed(["4*5", "4+5"])
     assert chat_loop(OracleSolver(ops=("+",)), input_fn=fake_input, print_fn=out.append) == 1
     assert any("not supported" in line for line in out)
+
+
+# --- the committed arithmetic model (reports/01_arithmetic_cot/model), through `solve` -----------
+
+COMMITTED_MODEL = Path(__file__).parent.parent / "reports" / "01_arithmetic_cot" / "model"
+# Additions from the test bucket (held out of every training set), 1-digit, 3-digit with and
+# without carries into a fourth digit, and mixed lengths; answers computed here, not by the model.
+HELD_OUT = ["0+5", "1+9", "2+2", "4+8", "6+8", "9+7", "7+2",
+            "673+977", "899+576", "975+701", "294+289", "587+744", "290+196", "810+749", "160+136",
+            "7+705", "631+3", "3+755", "625+3"]
+
+
+def test_held_out_expressions_are_in_the_test_bucket():
+    from mathkit.data.arithmetic.sampling import split_of
+
+    assert [e for e in HELD_OUT if split_of(e) != "test"] == []
+
+
+@pytest.mark.skipif(not (COMMITTED_MODEL / "model.safetensors").is_file(), reason="no committed model")
+def test_committed_model_solves_held_out_additions_exactly(capsys):
+    assert main(["solve", "--checkpoint", str(COMMITTED_MODEL), "--device", "cpu", "--json", *HELD_OUT]) == 0
+    answers = {r["expression"]: r["answer"] for r in json.loads(capsys.readouterr().out)}
+    expected = {e: str(sum(int(x) for x in e.split("+"))) for e in HELD_OUT}
+    assert answers == expected

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from mathkit.data import SourceSpec, combine_sources
+from mathkit.data import SourceSpec, combine_sources, load_math_dataset
 from mathkit.data.combine import spec_dicts
 from mathkit.errors import DataError, HubUnavailableError
 
@@ -28,10 +28,22 @@ def test_mixture_caps_each_source_and_shuffles_with_the_seed(offline):
     other, _ = combine_sources(specs, seed=1)
     ids, other_ids = list(ds["id"]), list(other["id"])
     assert ids == list(again["id"]) and ids != other_ids
-    champ_ids = sorted(i for i in ids if i.startswith("champ/"))
-    assert champ_ids == sorted(i for i in other_ids if i.startswith("champ/"))  # same rows, other order
-    assert list(ds["source"][:30]).count("champ") < 30  # shuffled, not concatenated in order
     json.dumps(prov)  # goes into results.json as is
+
+
+def test_mixture_is_shuffled_across_and_within_sources(offline):
+    # Sources whose rows do not depend on the seed, so only the shuffle can change their order.
+    specs = [{"name": "gsm8k_originals", "split": "test"}, "champ"]
+    ds, _ = combine_sources(specs, seed=0)
+    other, _ = combine_sources(specs, seed=1)
+    concatenated = [r["id"] for r in load_math_dataset("gsm8k_originals", split="test")] + [
+        r["id"] for r in load_math_dataset("champ")]
+    assert sorted(ds["id"]) == sorted(other["id"]) == sorted(concatenated)  # the same rows...
+    assert list(ds["id"]) != concatenated and list(other["id"]) != list(ds["id"])  # ...in a seeded order
+    first_rows = [i for i, source in enumerate(ds["source"]) if source == "gsm8k_originals"]
+    assert max(first_rows) > len(ds) // 2  # the first source's 20 rows are spread, not kept in front
+    champ_order = [i for i in ds["id"] if i.startswith("champ/")]
+    assert champ_order != concatenated[20:]  # and rows are reordered within a source too
 
 
 def test_hub_source_falls_back_loudly_and_says_so_in_provenance(offline, caplog):

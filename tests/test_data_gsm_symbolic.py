@@ -117,10 +117,10 @@ def test_other_languages_share_template_ids():
     assert all(_is_number(r["answer"]) for r in hin)
 
 
-def test_normalize_answer_handles_decimal_commas_and_devanagari():
-    assert gs.normalize_answer("0,5", "deu") == "0.5"
-    assert gs.normalize_answer("1,500", "eng") == "1500"
-    assert gs.normalize_answer("१२", "hin") == "12"
+def test_delocalize_answer_handles_decimal_commas_and_devanagari():
+    assert gs.delocalize_answer("0,5", "deu") == "0.5"
+    assert gs.delocalize_answer("1,500", "eng") == "1500"
+    assert gs.delocalize_answer("१२", "hin") == "12"
 
 
 def test_bad_language_and_split_are_clear_errors():

@@ -63,5 +63,5 @@ def test_local_file_with_columns(tmp_path):
     ds = load_math_dataset(str(path), n=4, seed=0, columns={"problem": "q", "answer": "a"})
     assert len(ds) == 4 and all(int(a) % 2 == 0 for a in ds["answer"])
     assert len(load_math_dataset(path, columns={"problem": "q", "answer": "a"})) == 10
-    with pytest.raises(DataError, match="only the option 'columns'"):
+    with pytest.raises(DataError, match=r"does not take option\(s\) \['language'\]; it takes \['columns'\]"):
         load_math_dataset(path, language="deu")

@@ -95,3 +95,19 @@ def test_in_test_bucket_is_stable_and_about_a_fifth():
     share = sum(schema.in_test_bucket(k) for k in keys) / len(keys)
     assert 0.15 < share < 0.25
     assert [schema.in_test_bucket(k) for k in keys[:50]] == [schema.in_test_bucket(k) for k in keys[:50]]
+    assert all(schema.in_test_bucket(k) == (schema.hash_bucket(k, 5) == 0) for k in keys)
+    assert schema.hash_bucket("12+3", 10) == int(__import__("hashlib").sha256(b"12+3").hexdigest(), 16) % 10
+
+
+def test_as_text_for_missing_and_whole_numbers():
+    assert [schema.as_text(v) for v in (None, float("nan"), 5.0, 2.5, 7, "x")] == ["", "", "5", "2.5", "7", "x"]
+
+
+def test_split_and_option_checks_name_what_is_allowed():
+    schema.check_split("gen", None)
+    schema.check_split("gen", "test")
+    with pytest.raises(DataError, match="gen has splits 'train', 'test' or None, not 'dev'"):
+        schema.check_split("gen", "dev")
+    schema.check_options("gen", {"kinds": 1}, ["kinds"])
+    with pytest.raises(DataError, match=r"gen does not take option\(s\) \['a', 'b'\]; it takes none \(see x\)"):
+        schema.check_options("gen", {"b": 1, "a": 2}, [], also="(see x)")

@@ -1,16 +1,19 @@
+"""The arithmetic scorer through the one evaluator: an oracle must score 100%, planted errors are
+counted, thoughts and token accuracy are scored apart, breakdowns by operand lengths."""
+
 import pytest
 import torch
 from torch import nn
 
 from mathkit.data.arithmetic import generate_examples, generate_splits, make_example
 from mathkit.evaluation.arithmetic_scoring import (
-    evaluate_arithmetic,
-    format_interval,
-    headline_accuracy,
-    score_completions,
-    summarize_by,
+    ArithmeticScorer,
+    operand_lengths,
+    score_arithmetic,
     teacher_forced_token_accuracy,
 )
+from mathkit.evaluation.evaluator import evaluate_model
+from mathkit.evaluation.metrics import accuracy_by
 from mathkit.models.char_tokenizer import build_char_tokenizer
 
 
@@ -53,29 +56,51 @@ def records():
     return generate_examples(120, min_digits=1, max_digits=3, seed=5)
 
 
+def evaluate(model, tok, records, **kw):
+    scorer = ArithmeticScorer(token_accuracy=kw.pop("token_accuracy", True))
+    return evaluate_model(model, tok, records, scorer=scorer, progress=False, **kw)
+
+
 def test_oracle_scores_perfect(tok, records):
-    ev = evaluate_arithmetic(OracleModel(tok, len(tok)), tok, records, batch_size=16, progress=False)
-    assert ev.exact_match["accuracy"] == 1.0 and ev.exact_match["n"] == len(records)
-    assert ev.thought_match["accuracy"] == 1.0
-    assert ev.token_accuracy["accuracy"] == 1.0
-    assert ev.token_accuracy["n_tokens"] == sum(len(tok(r["completion"])["input_ids"]) for r in records)
-    assert ev.failures() == []
-    assert set(ev.by_digits) == {1, 2, 3} and sum(s["n"] for s in ev.by_digits.values()) == len(records)
-    assert ev.exact_match["ci95"][0] > 0.96 and ev.exact_match["ci95"][1] == pytest.approx(1.0)
-    assert [r["expression"] for r in ev.rows] == [r["expression"] for r in records]  # caller's order
+    model = OracleModel(tok, len(tok))
+    ev = evaluate(model, tok, records, batch_size=16)
+    s = ev.summary
+    assert s["accuracy"] == 1.0 and s["n"] == len(records) and s["exact_match"]["n"] == len(records)
+    assert s["thought_match"]["accuracy"] == 1.0
+    assert s["token_accuracy"]["accuracy"] == 1.0
+    assert s["token_accuracy"]["n_tokens"] == sum(len(tok(r["completion"])["input_ids"]) for r in records)
+    assert ev.failures() == [] and s["n_failures"] == 0 and s["truncated"] == 0
+    assert set(s["by_digits"]) == {1, 2, 3} and sum(g["n"] for g in s["by_digits"].values()) == len(records)
+    assert s["ci95"][0] > 0.96 and s["ci95"][1] == pytest.approx(1.0)
+    assert [r["expression"] for r in ev.records] == [r["expression"] for r in records]  # caller's order
+    assert s["settings"]["scorer"] == "arithmetic"
+    longest = max(len(tok(r["completion"], add_special_tokens=False)["input_ids"]) for r in records)
+    assert s["settings"]["max_new_tokens"] == longest + 8
 
 
 def test_oracle_with_wrong_answers_counted(tok, records):
     wrong = {r["expression"] for r in records[:7]}
-    ev = evaluate_arithmetic(OracleModel(tok, len(tok), wrong), tok, records, batch_size=32,
-                             token_accuracy=False, progress=False)
-    assert ev.exact_match["correct"] == len(records) - 7
+    ev = evaluate(OracleModel(tok, len(tok), wrong), tok, records, batch_size=32, token_accuracy=False)
+    assert ev.summary["correct"] == len(records) - 7 and ev.summary["n_failures"] == 7
     assert {f["expression"] for f in ev.failures()} == wrong
     f = ev.failures(1)[0]
-    assert set(f) == {"expression", "expected", "got", "completion"}
+    assert {"expression", "expected", "got", "completion"} <= set(f)
     assert int(f["got"]) == int(f["expected"]) + 1 and f["completion"].startswith("<think>")
-    assert ev.thought_match["accuracy"] == 1.0  # the thoughts were right, only answers wrong
-    assert ev.token_accuracy is None
+    assert ev.summary["thought_match"]["accuracy"] == 1.0  # the thoughts were right, only answers wrong
+    assert ev.summary["token_accuracy"] is None
+    assert list(ev.table(1)[0]) == ["expression", "expected", "got", "correct", "completion"]
+
+
+def test_accuracy_by_the_pair_of_operand_lengths(tok, records):
+    wrong = {r["expression"] for r in records if operand_lengths(r) == "3x1"}
+    ev = evaluate(OracleModel(tok, len(tok), wrong), tok, records, batch_size=64, token_accuracy=False)
+    by_pair = ev.summary["by_operand_lengths"]
+    assert set(by_pair) == {f"{a}x{b}" for a in (1, 2, 3) for b in (1, 2, 3)}
+    assert by_pair["3x1"]["accuracy"] == 0.0 and by_pair["3x1"]["n"] == len(wrong) > 0
+    assert all(g["accuracy"] == 1.0 for k, g in by_pair.items() if k != "3x1")
+    assert sum(g["n"] for g in by_pair.values()) == len(records)
+    assert operand_lengths(make_example(123, 4, "+")) == "3x1"
+    assert operand_lengths(make_example(0, 99, "*")) == "1x2"
 
 
 def test_shifted_oracle_token_accuracy_is_low(tok, records):
@@ -89,21 +114,19 @@ def test_shifted_oracle_token_accuracy_is_low(tok, records):
     assert acc["accuracy"] < 0.2
 
 
-def test_score_completions_rules():
+def test_score_arithmetic_rules():
     recs = [make_example(12, 5, "+"), make_example(3, 4, "+", cot=False), make_example(99, 1, "+")]
-    rows = score_completions(recs, [
+    rows = [score_arithmetic(r, c) for r, c in zip(recs, [
         "<think>2+5=7 1+0=1</think>17<end>",   # right
         "7<end>",                              # right, plain format
         "<think>9+1=10 9+0+1=10",              # unfinished thought: no answer
-    ])
+    ])]
     assert [r["correct"] for r in rows] == [True, True, False]
     assert [r["thought_correct"] for r in rows] == [True, None, False]
     assert rows[2]["got"] == ""
-    assert score_completions([make_example(1, 2, "+")], ["<think>1+2=3</think>03<end>"])[0]["correct"] is False
-    by = summarize_by(rows, "n_digits")
+    assert score_arithmetic(make_example(1, 2, "+"), "<think>1+2=3</think>03<end>")["correct"] is False
+    by = accuracy_by(rows, "n_digits")
     assert by[1]["n"] == 1 and by[2]["accuracy"] == 0.5
-    with pytest.raises(ValueError):
-        score_completions(recs, [])
 
 
 def test_tiny_untrained_decoder_runs_end_to_end(tok):
@@ -113,19 +136,11 @@ def test_tiny_untrained_decoder_runs_end_to_end(tok):
     model = build_decoder("small", tok, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                           num_attention_heads=2)
     test = generate_splits(1, 1, 24, min_digits=1, max_digits=2, ops=("+", "-", "*"), seed=1)["test"]
-    ev = evaluate_arithmetic(model, tok, test, batch_size=12, max_new_tokens=12, progress=False)
-    assert ev.exact_match["n"] == 24 and 0.0 <= ev.exact_match["accuracy"] <= 1.0
-    assert 0.0 <= ev.token_accuracy["accuracy"] < 0.5  # untrained: near chance (1/20 per token)
-    assert set(ev.by_op) == {r["op"] for r in test}
-    assert len(ev.failures()) == ev.exact_match["n"] - ev.exact_match["correct"]
-    metrics = ev.to_metrics()
-    assert metrics["n_failures"] == len(ev.failures()) and "rows" not in metrics
-    assert len(ev.samples(3)) == 3
-
-
-def test_headline_and_interval_formatting():
-    from mathkit.evaluation.metrics import accuracy_summary
-
-    summary = accuracy_summary([1] * 999 + [0])
-    assert headline_accuracy(summary) == {"value": 0.999, "n": 1000, "ci95": summary["ci95"]}
-    assert format_interval(summary) == "99.90% [99.44%, 99.98%] (n=1000)"
+    ev = evaluate(model, tok, test, batch_size=12, max_new_tokens=12)
+    s = ev.summary
+    assert s["n"] == 24 and 0.0 <= s["accuracy"] <= 1.0
+    assert 0.0 <= s["token_accuracy"]["accuracy"] < 0.5  # untrained: near chance (1/20 per token)
+    assert set(s["by_op"]) == {r["op"] for r in test}
+    assert len(ev.failures()) == s["n"] - s["correct"] == s["n_failures"]
+    assert s["truncated"] == sum(not r["finished"] for r in ev.records)
+    assert len(ev.table(3)) == 3

@@ -146,3 +146,72 @@ def test_unsupported_tokenizer_fails_clearly():
 
     with pytest.raises(ValueError, match="one token per digit"):
         CalculatorLogitsProcessor(NoDigits(), prompt_length=0)
+
+
+class ScriptedReplies(torch.nn.Module):
+    """Makes a model write a fixed reply to each prompt, character by character (the reply's
+    arithmetic is wrong on purpose). It runs inside generate like any logits processor, before
+    the calculator, so the calculator sees what a model that computes badly would want."""
+
+    def __init__(self, tokenizer, replies: dict[str, str]):
+        super().__init__()
+        self.tok, self.replies, self.prompt_length = tokenizer, replies, None
+
+    def forward(self, input_ids, scores):
+        if self.prompt_length is None:
+            self.prompt_length = input_ids.shape[1]
+        step = input_ids.shape[1] - self.prompt_length
+        scores = torch.full_like(scores, -1e4)
+        for row, ids in enumerate(input_ids):
+            prompt = self.tok.decode(ids[:self.prompt_length], skip_special_tokens=True)
+            reply = next(r for p, r in self.replies.items() if p in prompt)
+            target = self.tok.convert_tokens_to_ids(reply[step]) if step < len(reply) else self.tok.eos_token_id
+            scores[row, target] = 0.0
+        return scores
+
+
+def wrong_arithmetic_model(tokenizer, replies):
+    """A tiny random Llama (real generate: KV cache, left padding, batches) that writes ``replies``."""
+    from tests.test_evaluation_evaluator import tiny_llama
+
+    class WrongArithmeticLlama(type(tiny_llama(tokenizer))):
+        def generate(self, *args, logits_processor=None, **kwargs):
+            script = ScriptedReplies(tokenizer, replies)
+            return super().generate(*args, logits_processor=LogitsProcessorList(
+                [script, *(logits_processor or [])]), **kwargs)
+
+    model = tiny_llama(tokenizer)
+    model.__class__ = WrongArithmeticLlama
+    return model
+
+
+REPLIES = {
+    "3 boxes of 68 pens": "3*68=184 pens.\n#### 184",
+    "(2+3)*4": "(2+3)*4=21\n#### 21",
+    "Tom is 7": "He is 7 years old.\n#### 7",   # no calculation: nothing to write
+}
+CALC_ROWS = [{"id": i, "problem": p, "answer": a} for i, (p, a) in
+             enumerate([("Ann has 3 boxes of 68 pens. How many pens?", "204"),
+                        ("What is (2+3)*4?", "20"), ("Tom is 7. How old is Tom?", "7")])]
+
+
+def test_calculator_inside_the_evaluators_batched_generation():
+    """Through evaluate_model, in left-padded batches of two: without the calculator the model's
+    wrong products stay; with it, each row gets its own right result written."""
+    from mathkit.evaluation.evaluator import evaluate_model
+    from tests.test_evaluation_evaluator import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    kw = dict(prompt_fn=lambda row: f"Question: {row['problem']}\nAnswer: ", batch_size=2,
+              max_new_tokens=30, progress=False)
+    model = wrong_arithmetic_model(tok, REPLIES)
+    plain = evaluate_model(model, tok, CALC_ROWS, **kw)
+    assert [r["completion"] for r in plain.records] == list(REPLIES.values())
+    assert plain.summary["calculator_uses"] == 0
+
+    calc = evaluate_model(model, tok, CALC_ROWS, calculator=True, **kw)
+    completions = [r["completion"] for r in calc.records]
+    assert completions[0].startswith("3*68=204 pens.")
+    assert completions[1].startswith("(2+3)*4=20\n")
+    assert completions[2] == REPLIES["Tom is 7"]
+    assert calc.summary["calculator_uses"] == 2 and calc.summary["settings"]["calculator"] is True

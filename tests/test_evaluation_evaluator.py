@@ -1,4 +1,4 @@
-"""The shared evaluator: records in dataset order, summaries, JSONL, before/after comparison.
+"""The one evaluator: records in dataset order, summaries, JSONL, batching, pluggable scorers.
 
 Two models: an oracle that answers each prompt with a fixed reply (so correctness, truncation and
 the order of records can be checked exactly) and a tiny random Llama run through the real
@@ -13,13 +13,8 @@ import pytest
 import torch
 
 from mathkit.errors import DataError
-from mathkit.evaluation.evaluator import (
-    EvalResult,
-    compare_records,
-    evaluate_model,
-    read_records,
-    write_records,
-)
+from mathkit.evaluation.evaluator import EvalResult, evaluate_model
+from mathkit.jsonl import read_jsonl
 
 
 def tiny_tokenizer():
@@ -91,6 +86,8 @@ ROWS = [
      "template": "t4"},
     {"id": "e", "problem": "What is 2*2?", "answer": "4", "source": "s2", "category": "mul",
      "template": "t5"},
+    {"id": "f", "problem": "Is the sequence periodic?", "answer": "The sequence is not periodic",
+     "source": "s2", "category": "prose", "template": "t6"},
 ]
 REPLIES = {
     "What is 5+7?": "5+7=12\n#### 12",                  # strict and lenient right
@@ -98,6 +95,7 @@ REPLIES = {
     "What is 10-3?": "I do not know.",                  # unparsable
     "What is half of 1?": "#### 0.5",                   # equivalent, not identical
     "What is 2*2?": "2*2 is " + "very " * 20 + "4",     # cut off by max_new_tokens: wrong
+    "Is the sequence periodic?": "No, it is not periodic.",  # ungradable gold: not scored
 }
 
 
@@ -112,29 +110,34 @@ def test_evaluate_model_scores_and_keeps_dataset_order(tok, tmp_path):
     result = evaluate_model(model, tok, datasets.Dataset.from_list(ROWS), prompt_fn=plain_prompt,
                             batch_size=2, max_new_tokens=40, records_path=path, progress=False)
     assert isinstance(result, EvalResult)
-    assert model.calls == [2, 2, 1]
-    assert [r["id"] for r in result.records] == ["a", "b", "c", "d", "e"]
-    assert [r["correct"] for r in result.records] == [True, True, False, True, False]
-    assert [r["correct_strict"] for r in result.records] == [True, False, False, True, False]
-    assert [r["finished"] for r in result.records] == [True, True, True, True, False]
+    assert model.calls == [2, 2, 2]
+    assert [r["id"] for r in result.records] == ["a", "b", "c", "d", "e", "f"]
+    assert [r["correct"] for r in result.records] == [True, True, False, True, False, None]
+    assert [r["correct_strict"] for r in result.records] == [True, False, False, True, False, None]
+    assert [r["gradable"] for r in result.records] == [True] * 5 + [False]
+    assert [r["finished"] for r in result.records] == [True, True, True, True, False, True]
     assert result.records[4]["new_tokens"] == 40
     assert result.records[3]["extracted"] == "0.5" and result.records[3]["gold"] == "1/2"
     assert result.records[1]["template"] == "t2" and result.records[1]["source"] == "s1"
 
     s = result.summary
-    assert (s["n"], s["correct"], s["accuracy"]) == (5, 3, 0.6)
+    assert (s["n"], s["correct"], s["accuracy"]) == (5, 3, 0.6)   # the ungradable one left out
+    assert s["n_examples"] == 6 and s["ungradable"] == 1 and s["ungradable_ids"] == ["f"]
     assert s["strict"]["correct"] == 2 and s["lenient"]["correct"] == 3
     assert s["ci95"][0] < 0.6 < s["ci95"][1]
-    assert s["unparsable"] == 1 and s["unparsable_strict"] == 3 and s["truncated"] == 1
+    # the cut-off completion has no complete sentence: nothing to extract
+    assert s["unparsable"] == 2 and s["unparsable_strict"] == 3 and s["truncated"] == 1
+    assert s["truncated_correct"] == {"lenient": 0, "strict": 0}
+    assert s["finished_only"]["lenient"]["n"] == 4 and s["finished_only"]["lenient"]["correct"] == 3
     assert s["by_category"]["mul"] == {"accuracy": 0.5, "n": 2, "correct": 1,
                                        "ci95": s["by_category"]["mul"]["ci95"]}
-    assert s["by_source"]["s2"]["n"] == 3
+    assert "prose" not in s["by_category"] and s["by_source"]["s2"]["n"] == 3
     assert s["new_tokens"] == sum(r["new_tokens"] for r in result.records)
     assert s["tokens_per_second"] > 0 and s["seconds"] >= s["generation_seconds"]
-    assert s["settings"]["prompt_fn"] == "plain_prompt"
+    assert s["settings"]["prompt_fn"] == "plain_prompt" and s["settings"]["scorer"] == "math_answer"
     json.dumps(s)  # JSON-ready for results.json
 
-    assert read_records(path) == result.records
+    assert read_jsonl(path) == result.records
     assert [p.name for p in path.parent.iterdir()] == ["records.jsonl"]  # no temp file left
 
 
@@ -144,6 +147,17 @@ def test_evaluate_model_accepts_list_of_dicts_without_optional_columns(tok):
                             progress=False)
     assert result.records[0]["id"] == 0 and result.records[0]["gold"] == "12"
     assert result.summary["by_source"] == {"unknown": result.summary["lenient"]}
+    assert result.summary["settings"]["max_new_tokens"] == 256  # the scorer's default budget
+
+
+def test_failures_and_table(tok):
+    result = evaluate_model(OracleLM(tok, REPLIES), tok, ROWS, prompt_fn=plain_prompt,
+                            max_new_tokens=40, progress=False)
+    assert [r["id"] for r in result.failures()] == ["c", "e"]  # ungraded "f" is no failure
+    assert [r["id"] for r in result.failures(1)] == ["c"]
+    table = result.table(2, max_chars=5)
+    assert list(table[0]) == ["id", "gold", "extracted", "correct", "finished", "completion"]
+    assert table[1]["completion"] == "The a" and result.accuracy == 0.6
 
 
 def test_evaluate_model_rejects_bad_datasets(tok):
@@ -185,30 +199,3 @@ def test_chat_prompts_starting_with_bos_get_no_second_bos():
 
     evaluate_model(Spy(tok, REPLIES), tok, ROWS[:2], prompt_fn=chat_prompt, progress=False)
     assert all(ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id for ids in seen)
-
-
-def _rec(i, correct, extracted="1"):
-    return {"id": i, "problem": f"p{i}", "gold": "1", "extracted": extracted,
-            "completion": f"c{i}", "correct": correct}
-
-
-def test_compare_records_fixed_broken_and_paths(tmp_path):
-    before = [_rec(1, False, "2"), _rec(2, True), _rec(3, False), _rec(4, True), _rec(5, False)]
-    after = [_rec(1, True), _rec(2, False, "3"), _rec(3, True), _rec(4, True), _rec(6, True)]
-    cmp = compare_records(before, after)
-    assert cmp["n"] == 4
-    assert [f["id"] for f in cmp["fixed"]] == [1, 3] and [b["id"] for b in cmp["broken"]] == [2]
-    assert (cmp["n_fixed"], cmp["n_broken"], cmp["both_correct"], cmp["both_wrong"]) == (2, 1, 1, 0)
-    assert cmp["fixed"][0]["extracted_before"] == "2" and cmp["fixed"][0]["extracted_after"] == "1"
-    assert cmp["accuracy_before"]["accuracy"] == 0.5 and cmp["accuracy_after"]["accuracy"] == 0.75
-    assert cmp["delta"] == pytest.approx(0.25)
-    assert cmp["mcnemar_p"] == pytest.approx(1.0)
-    assert cmp["only_before"] == [5] and cmp["only_after"] == [6]
-    # the same from JSONL files and from EvalResults
-    p1, p2 = write_records(before, tmp_path / "b.jsonl"), write_records(after, tmp_path / "a.jsonl")
-    assert compare_records(p1, EvalResult(summary={}, records=after))["n_fixed"] == 2
-    assert compare_records(str(p1), str(p2))["fixed"] == cmp["fixed"]
-    with pytest.raises(DataError, match="share no example"):
-        compare_records(before, [_rec(99, True)])
-    with pytest.raises(DataError, match="no records file"):
-        read_records(tmp_path / "missing.jsonl")

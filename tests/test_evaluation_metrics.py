@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from mathkit.evaluation.metrics import (
+    accuracy_by,
     accuracy_summary,
     answer_accuracy,
     bleu,
     exact_match,
-    grouped_accuracy,
+    format_interval,
+    headline_accuracy,
     mcnemar_exact,
     perplexity,
     perplexity_from_loss,
@@ -34,13 +36,15 @@ def test_accuracy_summary():
     s = accuracy_summary([True, False, True, True])
     assert s["accuracy"] == 0.75 and s["n"] == 4 and s["correct"] == 3
     assert s["ci95"][0] < 0.75 < s["ci95"][1]
+    assert accuracy_summary([True, None, False]) == accuracy_summary([True, False])  # None: ungraded
 
 
 def test_answer_accuracy_uses_equivalence_and_exact_match_does_not():
     preds, golds = ["0.5", "1,000", "7", None], ["1/2", "1000", "8", "3"]
     assert answer_accuracy(preds, golds)["correct"] == 2
-    assert exact_match(preds, golds)["correct"] == 1          # 1,000 == 1000 after normalizing
-    assert exact_match(preds, golds, normalize=False)["correct"] == 0
+    assert answer_accuracy(preds + ["1"], golds + ["The sequence is not periodic"])["n"] == 4
+    assert exact_match(preds, golds)["correct"] == 1          # 1,000 == 1000 in canonical form
+    assert exact_match(preds, golds, canonical=False)["correct"] == 0
     with pytest.raises(ValueError):
         answer_accuracy(["1"], ["1", "2"])
 
@@ -104,9 +108,25 @@ def test_perplexity_matches_the_model_loss_and_ignores_batching():
         perplexity(model, tok, [])
 
 
-def test_grouped_accuracy_and_mcnemar():
-    g = grouped_accuracy([True, False, True], ["a", "b", None])
-    assert list(g) == ["a", "b", "unknown"] and g["a"]["accuracy"] == 1.0
+def test_accuracy_by_a_field_or_a_function():
+    records = [{"g": "a", "correct": True}, {"g": "b", "correct": False}, {"g": None, "correct": True},
+               {"g": "a", "correct": None}]  # ungraded: left out
+    g = accuracy_by(records, "g")
+    assert list(g) == ["a", "b", "unknown"] and g["a"] == accuracy_summary([True])
+    by_len = accuracy_by([{"k": k, "ok": True} for k in ("10x2", "2x3", "2x10")], "k", outcome="ok")
+    assert list(by_len) == ["2x3", "2x10", "10x2"]  # natural order of operand lengths
+    assert list(accuracy_by([{"d": 3, "correct": 1}, {"d": 1, "correct": 0}], "d")) == [1, 3]
+    upper = accuracy_by(records, lambda r: (r["g"] or "").upper())
+    assert list(upper) == ["A", "B", "unknown"]
+
+
+def test_headline_and_interval_formatting():
+    summary = accuracy_summary([1] * 999 + [0])
+    assert headline_accuracy(summary) == {"value": 0.999, "n": 1000, "ci95": summary["ci95"]}
+    assert format_interval(summary) == "99.90% [99.44%, 99.98%] (n=1000)"
+
+
+def test_mcnemar():
     assert mcnemar_exact(0, 0) == 1.0
     assert mcnemar_exact(5, 5) == 1.0
     assert mcnemar_exact(10, 0) == pytest.approx(2 / 2 ** 10)

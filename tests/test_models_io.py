@@ -1,19 +1,20 @@
-"""save_model / load_model: identical logits and generations after reload, dispatch, clear errors."""
+"""mathkit.models.save: safetensors + tokenizer + side configs, checked names, origin records."""
 
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
-from mathkit.models.char_tokenizer import build_char_tokenizer
-from mathkit.errors import HubUnavailableError, ParamsError
-from mathkit.models import MathDecoderForCausalLM, ModelNotFoundError, build_decoder, load_model, save_model
+from mathkit.errors import ParamsError
+from mathkit.models import build_decoder, load, save
+from mathkit.models import gguf
 from mathkit.models import io as model_io
+from mathkit.models.char_tokenizer import build_char_tokenizer
+from mathkit.models.registry import GEMMA3_270M
+from tests.test_models_loading import logits, randomize_lora, tiny_llama, tiny_tokenizer
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
-PROMPTS = ["658+189=", "3+5=", "12*4="]
 
 
 @pytest.fixture(scope="module")
@@ -27,112 +28,61 @@ def model(tokenizer):
     return build_decoder("small", tokenizer, pe_options={"rope_theta": 500.0}, **TINY).eval()
 
 
-@pytest.fixture(scope="module")
-def saved(model, tokenizer, tmp_path_factory):
-    return save_model(model, tokenizer, tmp_path_factory.mktemp("saved") / "model",
-                      extra_configs={"data_config": {"max_digits": 3}})
-
-
-def logits(model, tokenizer):
-    tokenizer.padding_side = "left"
-    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
-    with torch.no_grad():
-        return model(**batch).logits
-
-
-def greedy(model, tokenizer):
-    tokenizer.padding_side = "left"
-    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
-    with torch.no_grad():
-        return model.generate(**batch, max_new_tokens=10, do_sample=False,
-                              pad_token_id=tokenizer.pad_token_id, eos_token_id=None)
-
-
-def test_save_writes_safetensors_tokenizer_and_side_configs(saved):
+def test_save_writes_safetensors_tokenizer_and_side_configs(model, tokenizer, tmp_path):
+    saved = save(model, tokenizer, tmp_path / "model", extra_configs={"data_config": {"max_digits": 3}})
     names = {p.name for p in saved.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "pe_config.json", "data_config.json"} <= names
+    assert "mathkit_source.json" not in names  # not made from an offline alias
     assert json.loads((saved / "pe_config.json").read_text()) == {
         "positional_encoding": "rope", "kind": "rotary", "pe_options": {"rope_theta": 500.0}}
     assert model_io.read_side_config(saved, "data_config") == {"max_digits": 3}
     assert model_io.read_side_config(saved, "absent") is None
 
 
-def test_load_gives_identical_logits_generations_and_tokenizer(saved, model, tokenizer):
-    loaded, loaded_tok = load_model(saved)
-    assert isinstance(loaded, MathDecoderForCausalLM) and not loaded.training
-    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
-    assert loaded_tok("658+189=<think>8+9=17</think>847<end>")["input_ids"] == \
-        tokenizer("658+189=<think>8+9=17</think>847<end>")["input_ids"]
-    torch.testing.assert_close(logits(loaded, loaded_tok), logits(model, tokenizer), rtol=0, atol=0)
-    torch.testing.assert_close(greedy(loaded, loaded_tok), greedy(model, tokenizer), rtol=0, atol=0)
+def test_other_model_types_have_no_positional_config(tmp_path):
+    tok = tiny_tokenizer()
+    save(tiny_llama(tok), tok, tmp_path)
+    assert (tmp_path / "model.safetensors").is_file() and not (tmp_path / "pe_config.json").exists()
 
 
-def test_load_in_bf16(saved):
-    loaded, _ = load_model(str(saved), dtype="bfloat16")
-    assert next(loaded.parameters()).dtype == torch.bfloat16
-    with pytest.raises(ParamsError, match="unknown dtype 'float13'"):
-        load_model(saved, dtype="float13")
+def test_adapter_folder_keeps_the_decoder_side_configs(model, tokenizer, tmp_path):
+    from peft import LoraConfig, get_peft_model
 
-
-def test_other_model_types_go_through_auto(tmp_path, tokenizer):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2, n_positions=32))
-    save_model(gpt2, tokenizer, tmp_path)
-    assert not (tmp_path / "pe_config.json").exists()  # only our decoder has a positional config
-    loaded, _ = load_model(tmp_path)
-    assert type(loaded).__name__ == "GPT2LMHeadModel"
-    ids = torch.tensor([[5, 6, 7]])
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(ids).logits, gpt2.eval()(ids).logits)
-
-
-def test_peft_adapter_folder_loads_base_and_adapter(saved, tokenizer, tmp_path):
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    base, _ = load_model(saved)
-    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["qkv_proj", "o_proj"]))
-    with torch.no_grad():  # LoRA B starts at zero; make the adapter matter
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    peft_model.eval()
-    expected = logits(peft_model, tokenizer)
-    folder = save_model(peft_model, tokenizer, tmp_path / "adapter")
+    base = build_decoder("small", tokenizer, pe_options={"rope_theta": 500.0}, **TINY).eval()
+    peft_model = randomize_lora(get_peft_model(base, LoraConfig(r=4, target_modules=["qkv_proj"])))
+    folder = save(peft_model, tokenizer, tmp_path / "adapter")
     assert (folder / "adapter_config.json").is_file() and (folder / "pe_config.json").is_file()
-    loaded, _ = load_model(folder)
-    assert isinstance(loaded, PeftModel)
-    torch.testing.assert_close(logits(loaded, tokenizer), expected)
-    unadapted, _ = load_model(saved)
-    assert not torch.allclose(logits(unadapted, tokenizer), expected)
-
-
-def test_missing_or_empty_paths_give_a_mathkit_error(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="does not exist"):
-        load_model(tmp_path / "nowhere")
-    with pytest.raises(ModelNotFoundError, match="does not exist"):
-        load_model(str(tmp_path / "nowhere" / "model"))
-    with pytest.raises(ModelNotFoundError, match="holds no config.json"):
-        load_model(tmp_path)
-
-
-def test_unreachable_hub_name_becomes_hub_unavailable(monkeypatch):
-    def offline(*args, **kwargs):
-        raise OSError("We couldn't connect to 'https://huggingface.co'")
-
-    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", offline)
-    with pytest.raises(HubUnavailableError, match="HuggingFaceTB/SmolLM2-135M"):
-        load_model("HuggingFaceTB/SmolLM2-135M")
+    assert not (folder / "model.safetensors").exists()
 
 
 def test_extra_config_names_and_conflicts_are_checked(model, tokenizer, tmp_path):
-    with pytest.raises(ParamsError, match="not usable"):
-        save_model(model, tokenizer, tmp_path, extra_configs={"config": {}})
-    with pytest.raises(ParamsError, match="not usable"):
-        save_model(model, tokenizer, tmp_path, extra_configs={"../escape": {}})
+    for bad in ("config", "../escape", "mathkit_source", "x.json"):
+        with pytest.raises(ParamsError, match="not usable"):
+            save(model, tokenizer, tmp_path, extra_configs={bad: {}})
     with pytest.raises(ParamsError, match="contradicts"):
-        save_model(model, tokenizer, tmp_path, extra_configs={"pe_config": {"positional_encoding": "none"}})
+        save(model, tokenizer, tmp_path, extra_configs={"pe_config": {"positional_encoding": "none"}})
     assert not any(Path(tmp_path).iterdir())  # nothing written when the arguments are wrong
-    save_model(model, tokenizer, tmp_path, extra_configs={"pe_config": {"note": "ablation A"}})
+    save(model, tokenizer, tmp_path, extra_configs={"pe_config": {"note": "ablation A"}})
     assert model_io.read_side_config(tmp_path, "pe_config")["note"] == "ablation A"
+
+
+def test_a_model_made_from_an_alias_keeps_that_origin_through_saves(monkeypatch, tmp_path):
+    """Fine-tuned and saved, then loaded and saved again: still says dequantized Q4_K_M weights."""
+    tok = tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    monkeypatch.setattr(gguf, "load_gguf", lambda path: (tiny_llama(tok), tok))
+
+    def assemble(entry, folder):  # skip joining the 253 MB of chunks
+        (folder / entry.gguf_file).write_bytes(b"GGUF")
+        return folder / entry.gguf_file
+
+    monkeypatch.setattr(gguf, "assemble_gguf", assemble)
+    model, loaded_tok = load("gemma-3-270m", cache_dir=tmp_path / "cache")
+    first = save(model, loaded_tok, tmp_path / "tuned")
+    record = model_io.read_side_config(first, "mathkit_source")
+    assert record["base_model"] == "gemma-3-270m" and record["made_from"] == GEMMA3_270M.made_from
+    assert "Q4_K_M GGUF" in record["weights"] and "dequantized" in record["weights"]
+    again, _ = load(first)
+    second = save(again, loaded_tok, tmp_path / "tuned_again")
+    assert model_io.read_side_config(second, "mathkit_source") == record
+    torch.testing.assert_close(logits(load(second)[0], loaded_tok), logits(model, loaded_tok))

@@ -148,6 +148,12 @@ def test_absolute_kind_reaches_layer_input(registry):
     ids = torch.tensor([[0, 0, 5, 6, 7]])
     torch.testing.assert_close(model(ids, attention_mask=(ids != 0).long()).logits[:, 2:],
                                model(ids[:, 2:]).logits, atol=1e-5, rtol=1e-4)
+    # the table really reaches the model, at the right position: changing row 3 changes the
+    # logits from position 3 on and leaves the earlier positions (which cannot see it) alone
+    plain = torch.tensor([[5, 6, 7, 8, 9]])
     with torch.no_grad():
-        model.model.layers[0].positional.table.weight.add_(1.0)
-    assert model(ids).logits.shape == (1, 5, 20)
+        before = model(plain).logits
+        model.model.layers[0].positional.table.weight[3].add_(1.0)
+        after = model(plain).logits
+    torch.testing.assert_close(after[:, :3], before[:, :3])
+    assert not torch.allclose(after[:, 3], before[:, 3], atol=1e-4)

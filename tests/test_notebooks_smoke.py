@@ -1,5 +1,6 @@
-"""Every notebook runs end to end with its smoke parameters through the runner, and nbval re-runs
-the executed notebook to check that its tagged outputs are reproducible."""
+"""Every notebook runs end to end with its smoke parameters through the runner, writes only into
+its (temporary) reports folder, and nbval re-runs the executed notebook to check that its tagged
+outputs are reproducible."""
 
 import json
 import subprocess
@@ -12,16 +13,25 @@ from mathkit.cli.notebook_registry import available
 
 ROOT = Path(__file__).parent.parent
 SPECS = available(ROOT / "notebooks")
+WATCHED = ("runs", "reports")  # where a run could leave checkpoints or outputs in the checkout
+
+
+def checkout_files() -> dict[str, float]:
+    """Path -> modification time of every file under the checkout's runs/ and reports/."""
+    return {str(f): f.stat().st_mtime for d in WATCHED if (ROOT / d).is_dir()
+            for f in (ROOT / d).rglob("*") if f.is_file()}
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_smoke_run_and_nbval(spec, tmp_path):
     reports = tmp_path / "reports"
+    before = checkout_files()
     run = subprocess.run([sys.executable, "-m", "mathkit", "run", spec.name, "--profile", "smoke",
                           "--reports-dir", str(reports), "--quiet"],
                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert checkout_files() == before, "the smoke run wrote into the checkout (checkpoints, reports)"
     results = json.loads((reports / spec.name / "results.json").read_text())
     assert results["headline"] and results["params"]["output_dir"] == str(reports / spec.name)
     assert results["runtime"]["device"] in ("cpu", "gpu")

@@ -1,10 +1,16 @@
-"""Parameter files: unknown keys, wrong types and bad values fail with one line naming file and key."""
+"""Parameter files: unknown keys, wrong types and bad values fail with one line naming file and key;
+every notebook's parameters cell holds its schema's defaults."""
+
+import ast
+from pathlib import Path
 
 import pytest
 from pydantic import field_validator
 
 from mathkit.errors import ParamsError
-from mathkit.params import NotebookParams, load_params, read_yaml
+from mathkit.params import NotebookParams, load_params, merge_values, read_yaml
+
+ROOT = Path(__file__).parent.parent
 
 
 class DemoParams(NotebookParams):
@@ -85,3 +91,37 @@ def test_from_namespace_picks_schema_fields_only():
     assert (p.steps, p.seed) == (3, 4)
     with pytest.raises(ParamsError, match="notebook parameters: key 'steps'"):
         DemoParams.from_namespace({"steps": -1})
+
+
+def test_every_notebook_has_seed_output_dir_and_threads():
+    p = DemoParams()
+    assert (p.seed, p.threads) == (0, 0)
+    with pytest.raises(ParamsError, match="key 'threads'"):
+        DemoParams.from_namespace({"threads": -1})
+
+
+def test_mappings_merge_key_by_key_and_dotted_keys_set_one_key():
+    base = {"steps": 1, "training": {"max_steps": 5, "learning_rate": 0.1}}
+    assert merge_values(base, {"training": {"max_steps": 9}}) == {
+        "steps": 1, "training": {"max_steps": 9, "learning_rate": 0.1}}
+    assert merge_values(base, {"training.learning_rate": 0.2, "steps": 2}) == {
+        "steps": 2, "training": {"max_steps": 5, "learning_rate": 0.2}}
+    assert base == {"steps": 1, "training": {"max_steps": 5, "learning_rate": 0.1}}  # not changed
+
+
+def parameters_cell(notebook: str) -> dict:
+    import jupytext
+
+    nb = jupytext.read(ROOT / "notebooks" / f"{notebook}.py")
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{notebook} needs exactly one cell tagged parameters"
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cells[0].source).body}
+
+
+@pytest.mark.parametrize("notebook", ["00_base_model_eval", "01_arithmetic_cot", "02_lora_sft"])
+def test_parameters_cell_equals_schema_defaults(notebook):
+    """papermill without the runner fills unset keys from the cell: it must hold the defaults."""
+    from mathkit.cli.notebook_registry import NOTEBOOKS
+
+    schema = NOTEBOOKS[notebook].load_schema()
+    assert parameters_cell(notebook) == schema().model_dump()

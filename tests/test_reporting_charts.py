@@ -62,14 +62,39 @@ def test_accuracy_by_marks_training_range(tmp_path):
     fig = plot_accuracy_by(groups, xlabel="digits", title="Exact match by digits", train_range=(1, 3))
     ax = fig.axes[0]
     bars = ax.patches[:4]
-    assert [round(b.get_height(), 3) for b in bars] == [1.0, 0.99, 0.9, 0.0]
+    assert [round(b.get_height(), 3) for b in bars] == [100.0, 99.0, 90.0, 0.0]  # percent
     assert bars[0].get_facecolor() != bars[3].get_facecolor()  # outside the range looks different
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4"]
     assert ax.get_title() == "Exact match by digits" and ax.get_xlabel() == "digits" and ax.get_ylabel()
     assert "training range 1–3" in [t.get_text() for t in ax.get_legend().get_texts()]
     texts = [t.get_text() for t in ax.texts]
     assert "n=100" in texts[1] and "99.00%" in texts[1]  # two decimals: 99.98% must not show as 100%
+    assert ax.get_ylim()[1] > 100  # room above 100% for the labels
     fig.savefig(tmp_path / "acc.png")
+
+
+def test_accuracy_axis_is_scaled_to_small_values_with_labels_above_intervals():
+    # Report 00's case: every value under 3%, the widest interval reaching 16%.
+    groups = {"gsm8k_originals": accuracy_summary([1] * 2 + [0] * 98),
+              "gsm8k_originals_heldout": accuracy_summary([0] * 20),
+              "champ": accuracy_summary([1] * 7 + [0] * 263)}
+    ax = plot_accuracy_by(groups, xlabel="set", title="small").axes[0]
+    top = ax.get_ylim()[1]
+    highest_upper = 100 * max(g["ci95"][1] for g in groups.values())
+    assert highest_upper < top <= 1.5 * highest_upper + 1  # not 0..100% for values of a few percent
+    assert "%" in ax.yaxis.get_major_formatter()(5, 0)      # percent tick labels
+    for text, g in zip(ax.texts, groups.values()):           # each label sits on its interval's top
+        assert text.xy[1] == pytest.approx(100 * g["ci95"][1])
+        assert f"n={g['n']}" in text.get_text()
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[1] == "gsm8k\noriginals\nheldout" and ticks[2] == "champ"  # long names wrap
+
+
+def test_axis_top_and_tick_label():
+    from mathkit.reporting.charts import axis_top, tick_label
+
+    assert axis_top(100.0) > 100 and axis_top(5.0) < 10 and axis_top(0.0) >= 1
+    assert tick_label(3) == "3" and "\n" in tick_label("a_rather_long_group_name")
 
 
 def test_accuracy_by_string_labels_without_range():

@@ -1,4 +1,4 @@
-"""Before/after tables, chart and examples from evaluation records."""
+"""Before/after: paired records, pairing checks, tables, chart and examples from evaluation records."""
 
 import matplotlib
 
@@ -6,10 +6,13 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from mathkit.reporting import comparison as lora_report  # noqa: E402
 from mathkit.data.gsm_symbolic import HELD_OUT_TEMPLATES  # noqa: E402
 from mathkit.errors import DataError  # noqa: E402
-from mathkit.evaluation.evaluator import compare_records  # noqa: E402
+from mathkit.evaluation.evaluator import EvalResult  # noqa: E402
+from mathkit.evaluation.metrics import accuracy_by, headline_accuracy  # noqa: E402
+from mathkit.jsonl import write_jsonl  # noqa: E402
+from mathkit.reporting import comparison as cmp  # noqa: E402
+from mathkit.reporting.comparison import compare_records  # noqa: E402
 
 HELD, TRAINED = HELD_OUT_TEMPLATES[0], "0000"
 assert TRAINED not in HELD_OUT_TEMPLATES
@@ -34,101 +37,159 @@ AFTER = _records({i: i in (0, 1, 2, 6, 7, 8, 10, 11, 12) for i in range(14)}, KI
 
 
 def test_groups_tell_held_out_from_trained_templates():
-    groups = lora_report.group_accuracies(AFTER)
+    groups = accuracy_by(AFTER, cmp.eval_group)
     assert list(groups) == ["arithmetic", "held-out templates: originals", "held-out templates: variants",
                             "training templates: originals"]
     assert groups["held-out templates: originals"]["n"] == 4
     assert groups["training templates: originals"]["accuracy"] == 1.0
-    assert [lora_report.is_held_out(r) for r in AFTER].count(True) == 10
+    assert [cmp.is_held_out(r) for r in AFTER].count(True) == 10
 
 
 def test_rows_hold_both_accuracies_intervals_and_changes():
-    rows = lora_report.comparison_rows(BEFORE, AFTER)
+    rows = cmp.comparison_rows(BEFORE, AFTER)
     assert rows[0]["group"] == "all" and len(rows) == 5
     total = rows[0]
-    assert (total["n"], total["base"], total["tuned"]) == (14, 3 / 14, 9 / 14)
+    assert (total["before"]["n"], total["before"]["accuracy"], total["after"]["accuracy"]) == (14, 3 / 14, 9 / 14)
     assert total["delta_pp"] == pytest.approx(100 * 6 / 14) and total["relative"] == pytest.approx(2.0)
-    assert total["base_ci95"][0] < 3 / 14 < total["base_ci95"][1]
-    held = lora_report.subset_row(BEFORE, AFTER, lora_report.is_held_out, "held-out")
-    assert (held["n"], held["base"], held["tuned"]) == (10, 0.2, 0.6)
-    md = lora_report.comparison_markdown([held])
+    assert total["before"]["ci95"][0] < 3 / 14 < total["before"]["ci95"][1]
+    held = cmp.subset_row(BEFORE, AFTER, cmp.is_held_out, "held-out")
+    assert (held["after"]["n"], held["before"]["accuracy"], held["after"]["accuracy"]) == (10, 0.2, 0.6)
+    md = cmp.comparison_markdown([held])
     assert "| held-out | 10 | 20.0% [" in md and "+40.0 pp" in md and "+200%" in md
 
 
 def test_relative_improvement_undefined_from_zero():
-    assert lora_report.relative_improvement(0.0, 0.3) is None
-    assert lora_report.relative_improvement(0.1, 0.15) == pytest.approx(0.5)
-    rows = lora_report.comparison_rows(BEFORE, AFTER)
+    assert cmp.relative_improvement(0.0, 0.3) is None
+    assert cmp.relative_improvement(0.1, 0.15) == pytest.approx(0.5)
+    rows = cmp.comparison_rows(BEFORE, AFTER)
     trained = next(r for r in rows if r["group"] == "training templates: originals")
-    assert trained["base"] == 0.0 and trained["relative"] is None
-    assert "| – |" in lora_report.comparison_markdown([trained])
+    assert trained["before"]["accuracy"] == 0.0 and trained["relative"] is None
+    assert "| – |" in cmp.comparison_markdown([trained])
 
 
 def test_group_missing_on_one_side_is_kept():
     after = AFTER + _records({99: True}, {99: ("gsm8k", "")})
-    extra = next(r for r in lora_report.comparison_rows(BEFORE, after) if r["group"] == "gsm8k")
-    assert extra["base"] is None and extra["tuned"] == 1.0 and extra["delta_pp"] is None
+    extra = next(r for r in cmp.comparison_rows(BEFORE, after) if r["group"] == "gsm8k")
+    assert extra["before"] is None and extra["after"]["accuracy"] == 1.0 and extra["delta_pp"] is None
 
 
 def test_empty_subset_is_a_clear_error():
-    with pytest.raises(DataError, match="nothing"):
-        lora_report.subset_row(BEFORE, AFTER, lambda r: False, "nothing")
+    with pytest.raises(DataError, match="no graded records for 'nothing'"):
+        cmp.subset_row(BEFORE, AFTER, lambda r: False, "nothing")
 
 
 def test_chart_has_title_labels_and_one_bar_pair_per_group():
-    rows = lora_report.comparison_rows(BEFORE, AFTER)
-    fig = lora_report.plot_before_after(rows, title="T")
+    rows = cmp.comparison_rows(BEFORE, AFTER)
+    fig = cmp.plot_before_after(rows, title="T")
     ax = fig.axes[0]
     assert ax.get_title() == "T" and ax.get_xlabel() and ax.get_ylabel()
     assert len(ax.patches) == 2 * len(rows)
     heights = sorted(round(p.get_height(), 3) for p in ax.patches)
-    assert round(9 / 14, 3) in heights and round(3 / 14, 3) in heights
+    assert round(900 / 14, 3) in heights and round(300 / 14, 3) in heights  # percent
     with pytest.raises(DataError):
-        lora_report.plot_before_after([])
+        cmp.plot_before_after([])
 
 
 def test_examples_list_fixed_and_broken():
     comp = compare_records(BEFORE, AFTER)
-    fixed = lora_report.examples_markdown(comp, "fixed", n=2)
-    assert "Fixed by fine-tuning: 7 of 14" in fixed and "first 2 shown" in fixed
+    fixed = cmp.examples_markdown(comp, "fixed", n=2)
+    assert "Fixed: 7 of 14" in fixed and "first 2 shown" in fixed
     assert fixed.count("**Problem**") == 2 and "problem 1" in fixed
-    broken = lora_report.examples_markdown(comp, "broken", n=3)
-    assert "Broken by fine-tuning: 1 of 14" in broken and "problem 5" in broken
-    assert lora_report.examples_markdown(compare_records(BEFORE, BEFORE), "fixed").endswith("(none)")
+    broken = cmp.examples_markdown(comp, "broken", n=3)
+    assert "Broken: 1 of 14" in broken and "problem 5" in broken
+    assert "fine-tuned answered **4**" in broken
+    relabelled = cmp.examples_markdown(comp, "broken", labels=("without", "with calculator"))
+    assert "with calculator answered **4**" in relabelled
+    assert cmp.examples_markdown(compare_records(BEFORE, BEFORE), "fixed").endswith("(none)")
     with pytest.raises(ValueError):
-        lora_report.examples_markdown(comp, "changed")
+        cmp.examples_markdown(comp, "changed")
 
 
-def test_headline_accuracy():
-    row = lora_report.subset_row(BEFORE, AFTER, lora_report.is_held_out, "held-out")
-    v = lora_report.headline_accuracy(row, "tuned")
+def test_headline_accuracy_of_one_side():
+    row = cmp.subset_row(BEFORE, AFTER, cmp.is_held_out, "held-out")
+    v = headline_accuracy(row["after"])
     assert v["value"] == 0.6 and v["n"] == 10 and len(v["ci95"]) == 2
-    with pytest.raises(ValueError):
-        lora_report.headline_accuracy(row, "after")
 
 
 def test_headline_is_held_out_when_there_are_held_out_templates():
-    assert lora_report.headline_row(BEFORE, AFTER)["group"] == "held-out templates"
-    assert lora_report.headline_row(BEFORE, AFTER)["n"] == 10
+    assert cmp.headline_row(BEFORE, AFTER)["group"] == "held-out templates"
+    assert cmp.headline_row(BEFORE, AFTER)["after"]["n"] == 10
     plain = [r for r in BEFORE if r["source"] == "arithmetic"], [r for r in AFTER if r["source"] == "arithmetic"]
-    assert lora_report.headline_row(*plain)["group"] == "all"
+    assert cmp.headline_row(*plain)["group"] == "all"
 
 
 def _row_with(base_ok: int, tuned_ok: int, n: int) -> dict:
     before = _records({i: i < base_ok for i in range(n)}, {i: ("gsm_symbolic", HELD) for i in range(n)})
     after = _records({i: i < tuned_ok for i in range(n)}, {i: ("gsm_symbolic", HELD) for i in range(n)})
-    return lora_report.subset_row(before, after, lora_report.is_held_out, "held-out templates")
+    return cmp.subset_row(before, after, cmp.is_held_out, "held-out templates")
 
 
 def test_verdict_claims_a_win_only_when_the_intervals_separate():
-    assert "beats the base model" in lora_report.verdict(_row_with(2, 40, 200))
-    assert "is worse than the base model" in lora_report.verdict(_row_with(40, 2, 200))
-    overlap = lora_report.verdict(_row_with(2, 6, 200))   # 1% vs 3%: intervals overlap
+    assert "beats the base model" in cmp.verdict(_row_with(2, 40, 200))
+    assert "is worse than the base model" in cmp.verdict(_row_with(40, 2, 200))
+    overlap = cmp.verdict(_row_with(2, 6, 200))   # 1% vs 3%: intervals overlap
     assert "does not beat" in overlap and "n=200" in overlap
-    with_calc = lora_report.verdict(_row_with(2, 40, 200), labels=("without-calculator", "calculator"))
+    with_calc = cmp.verdict(_row_with(2, 40, 200), labels=("without-calculator", "calculator"))
     assert "calculator model beats the without-calculator model" in with_calc
 
 
 def test_markdown_labels_name_the_two_sides():
-    md = lora_report.comparison_markdown([_row_with(1, 2, 10)], labels=("without calculator", "with calculator"))
+    md = cmp.comparison_markdown([_row_with(1, 2, 10)], labels=("without calculator", "with calculator"))
     assert md.splitlines()[0] == "| group | n | without calculator | with calculator | change | relative |"
+
+
+def _rec(i, correct, extracted="1"):
+    return {"id": i, "problem": f"p{i}", "gold": "1", "extracted": extracted,
+            "completion": f"c{i}", "correct": correct}
+
+
+def test_compare_records_fixed_broken_and_paths(tmp_path):
+    before = [_rec(1, False, "2"), _rec(2, True), _rec(3, False), _rec(4, True), _rec(5, False)]
+    after = [_rec(1, True), _rec(2, False, "3"), _rec(3, True), _rec(4, True), _rec(6, True)]
+    c = compare_records(before, after)
+    assert c["n"] == 4
+    assert [f["id"] for f in c["fixed"]] == [1, 3] and [b["id"] for b in c["broken"]] == [2]
+    assert (c["n_fixed"], c["n_broken"], c["both_correct"], c["both_wrong"]) == (2, 1, 1, 0)
+    assert c["fixed"][0]["extracted_before"] == "2" and c["fixed"][0]["extracted_after"] == "1"
+    assert c["accuracy_before"]["accuracy"] == 0.5 and c["accuracy_after"]["accuracy"] == 0.75
+    assert c["delta"] == pytest.approx(0.25)
+    assert c["mcnemar_p"] == pytest.approx(1.0)
+    assert c["only_before"] == [5] and c["only_after"] == [6]
+    # the same from JSONL files and from EvalResults
+    p1, p2 = write_jsonl(before, tmp_path / "b.jsonl"), write_jsonl(after, tmp_path / "a.jsonl")
+    assert compare_records(p1, EvalResult(summary={}, records=after))["n_fixed"] == 2
+    assert compare_records(str(p1), str(p2))["fixed"] == c["fixed"]
+    with pytest.raises(DataError, match="share no example"):
+        compare_records(before, [_rec(99, True)])
+    with pytest.raises(DataError, match="records_path"):
+        compare_records(tmp_path / "missing.jsonl", after)
+
+
+def test_compare_records_leaves_ungraded_examples_out():
+    before = [_rec(1, False), _rec(2, None), _rec(3, True)]
+    after = [_rec(1, True), _rec(2, None), _rec(3, True)]
+    c = compare_records(before, after)
+    assert (c["n"], c["n_ungraded"], c["n_fixed"]) == (2, 1, 1)
+    row = cmp.comparison_rows(before, after)[0]
+    assert row["before"]["n"] == row["after"]["n"] == 2
+
+
+def _result(ids, **settings):
+    base = {"prompt_fn": "math_answer", "style": "gsm8k", "system_prompt": None, "batch_size": 32,
+            "max_new_tokens": 256, "bf16": False, "calculator": False}
+    return EvalResult(summary={"settings": {**base, **settings}},
+                      records=[_rec(i, True) for i in ids])
+
+
+def test_pairing_note_says_what_was_shared_or_what_differs():
+    note = cmp.pairing_note(_result([1, 2, 3]), _result([1, 2, 3], calculator=True),
+                            may_differ=("calculator",))
+    assert "same 3 problems in the same order" in note and "batch size 32" in note and "fp32" in note
+    with pytest.raises(DataError, match="batch_size 32 vs 8"):
+        cmp.pairing_note(_result([1, 2]), _result([1, 2], batch_size=8))
+    with pytest.raises(DataError, match="bf16"):
+        cmp.pairing_note(_result([1, 2]), _result([1, 2], bf16=True))
+    with pytest.raises(DataError, match="different examples or orders"):
+        cmp.pairing_note(_result([1, 2]), _result([2, 1]))
+    with pytest.raises(DataError, match="calculator"):
+        cmp.pairing_note(_result([1]), _result([1], calculator=True))

@@ -1,9 +1,9 @@
 """``python -m mathkit evaluate``: accuracy of any model of this repo on a math dataset.
 
-Language models (the offline ``smollm2-135m-instruct``, a saved folder, a hub id, optionally with
-a LoRA ``--adapter``) go through :func:`mathkit.evaluation.evaluator.evaluate_model` on a dataset of
-:mod:`mathkit.data`; an arithmetic model of notebook 01 (a ``mathkit_decoder`` folder) goes
-through :func:`mathkit.evaluation.arithmetic_scoring.evaluate_arithmetic` on arithmetic records. Either way it
+Every model goes through :func:`mathkit.evaluation.evaluator.evaluate_model`: a language model (the
+offline ``smollm2-135m-instruct``, a saved folder, a hub id, optionally with a LoRA ``--adapter``)
+on a dataset of :mod:`mathkit.data` with the math-answer scorer; an arithmetic model of notebook 01
+(a ``mathkit_decoder`` folder) on arithmetic records with the arithmetic scorer. Either way it
 prints the accuracy with its 95% interval and tokens/s and writes one JSONL line per example
 (plus ``<output>.summary.json``).
 """
@@ -15,29 +15,23 @@ import logging
 import re
 from pathlib import Path
 
-from mathkit.errors import DataError, ParamsError
+from mathkit.errors import ParamsError
+from mathkit.evaluation.metrics import format_interval
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_DIR = "runs/evaluate"  # scratch output, git-ignored; notebooks write reports/
-ARITHMETIC_SPEC = re.compile(r"arithmetic(?::(\d+)-(\d+))?(?::([+\-*]+))?")
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(text).rstrip("/")).name or str(text)).strip("_")
 
 
-def _model_type(path: Path) -> str | None:
-    config = path / "config.json"
-    if path.is_dir() and config.is_file():
-        return json.loads(config.read_text()).get("model_type")
-    return None
-
-
 def _is_arithmetic_model(name: str) -> bool:
+    from mathkit.models import describe
     from mathkit.models.config import MathDecoderConfig
 
-    return _model_type(Path(name).expanduser()) == MathDecoderConfig.model_type
+    return describe(name).get("kind") == MathDecoderConfig.model_type
 
 
 def _output_path(args) -> Path:
@@ -59,119 +53,74 @@ def _check(args) -> None:
                           "a LoRA run saved its adapter to")
 
 
-def load_language_model(name: str, *, adapter: str | None = None, load_in_4bit: bool = False):
-    """``(model, tokenizer)`` for the CLI: alias, folder (adapter folders included) or hub id,
-    then ``adapter`` on top; on the GPU when there is one."""
-    import torch
+def _arithmetic_task(args):
+    """Records and scorer for a mathkit_decoder model (notebook 01's arithmetic)."""
+    from mathkit.data.arithmetic import load_arithmetic_records
+    from mathkit.evaluation.arithmetic_scoring import ArithmeticScorer
 
-    from mathkit.models.base import load_base_model
-
-    cuda = torch.cuda.is_available()
-    path = Path(name).expanduser()
-    if (path / "adapter_config.json").is_file():
-        from mathkit.models.io import load_model  # reads the adapter's base model itself
-
-        model, tokenizer = load_model(path, device="cuda" if cuda else "cpu")
-    else:
-        model, tokenizer = load_base_model(name, load_in_4bit=load_in_4bit,
-                                           device_map={"": 0} if cuda and load_in_4bit else None)
-        if cuda and not load_in_4bit:
-            model.to("cuda")
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
-        model.eval()
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    if args.adapter:
+        raise ParamsError("--adapter applies to language models, not to a mathkit_decoder model")
+    if args.calculator:
+        raise ParamsError("--calculator applies to language models; an arithmetic model is "
+                          "evaluated on its own answers")
+    return load_arithmetic_records(args.dataset, args.n, args.seed), ArithmeticScorer(token_accuracy=False)
 
 
-def _arithmetic_records(dataset: str, n: int | None, seed: int) -> list[dict]:
-    from mathkit.data.arithmetic import generate_examples, load_jsonl
-
-    m = ARITHMETIC_SPEC.fullmatch(dataset)
-    if m:
-        lo, hi, ops = m.group(1), m.group(2), m.group(3)
-        return generate_examples(n or 500, min_digits=int(lo or 1), max_digits=int(hi or 3),
-                                 ops=tuple(ops or "+"), seed=seed)
-    path = Path(dataset)
-    if path.suffix != ".jsonl" or not path.is_file():
-        raise DataError(f"an arithmetic (mathkit_decoder) model is evaluated on arithmetic records: "
-                        f"pass --dataset FILE.jsonl (written by mathkit.data.arithmetic.save_jsonl) or "
-                        f"'arithmetic[:MIN-MAX[:OPS]]', e.g. arithmetic:1-3:+ ; got {dataset!r}")
-    records = load_jsonl(path)
-    missing = {"prompt", "completion", "result"} - set(records[0] if records else {})
-    if not records or missing:
-        raise DataError(f"{path} holds no arithmetic records (missing {sorted(missing)})")
-    if n is not None and n < len(records):
-        import random
-
-        records = random.Random(seed).sample(records, n)
-    return records
-
-
-def _evaluate_arithmetic(args, out: Path) -> dict:
-    from mathkit.evaluation.arithmetic_scoring import evaluate_arithmetic
-    from mathkit.evaluation.evaluator import write_records
-    from mathkit.models.io import load_model
-
-    from mathkit.env import best_device
-
-    records = _arithmetic_records(args.dataset, args.n, args.seed)
-    model, tokenizer = load_model(args.model, device=best_device())
-    result = evaluate_arithmetic(model, tokenizer, records, batch_size=args.batch_size,
-                                 max_new_tokens=args.max_new_tokens, bf16=args.bf16,
-                                 token_accuracy=False)
-    write_records(result.rows, out)
-    summary = result.to_metrics()
-    em = summary["exact_match"]
-    print(f"exact match: {em['accuracy']:.3f} [{em['ci95'][0]:.3f}, {em['ci95'][1]:.3f}] "
-          f"n={em['n']}")
-    if summary["thought_match"]:
-        print(f"thought match: {summary['thought_match']['accuracy']:.3f}")
-    print(f"tokens/s: {summary['generation_tokens_per_second']:.1f} "
-          f"({summary['generation_seconds']:.1f} s of generation)")
-    return summary
-
-
-def _evaluate_language_model(args, out: Path) -> dict:
-    from mathkit.evaluation.calculator import calculator_supported
+def _math_task(args):
+    """Problems and scorer for a language model on a mathkit.data source."""
     from mathkit.data import load_math_dataset
-    from mathkit.evaluation.evaluator import evaluate_model
+    from mathkit.evaluation.answer_scoring import MathAnswerScorer
 
     dataset = load_math_dataset(args.dataset, split=args.split, n=args.n, seed=args.seed)
-    model, tokenizer = load_language_model(args.model, adapter=args.adapter,
-                                           load_in_4bit=args.load_in_4bit)
+    return dataset, MathAnswerScorer()
+
+
+def _check_calculator(args, tokenizer) -> None:
+    from mathkit.evaluation.calculator import calculator_supported
+
     if args.calculator and not calculator_supported(tokenizer):
         raise ParamsError(f"--calculator: {args.model}'s tokenizer does not write digits, '.' and '-' "
                           "one token each, so results cannot be written; drop --calculator")
-    result = evaluate_model(model, tokenizer, dataset, style=args.style,
-                            system_prompt=args.system_prompt, batch_size=args.batch_size,
-                            max_new_tokens=args.max_new_tokens or 256, bf16=args.bf16,
-                            records_path=out, progress=not args.no_progress,
-                            calculator=args.calculator)
-    s = result.summary
-    st = s["strict"]
-    print(f"accuracy: {s['accuracy']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] n={s['n']} "
-          f"(strict {st['accuracy']:.3f} [{st['ci95'][0]:.3f}, {st['ci95'][1]:.3f}]; "
-          f"unparsable {s['unparsable']}, truncated {s['truncated']})")
+
+
+def _print_summary(s: dict, calculator: bool) -> None:
+    line = f"accuracy: {format_interval(s)}"
+    if "strict" in s:
+        line += (f" (strict {format_interval(s['strict'])}; unparsable {s['unparsable']}, "
+                 f"ungradable {s['ungradable']}, truncated {s['truncated']})")
+    print(line)
+    if s.get("thought_match"):
+        print(f"thought match: {format_interval(s['thought_match'])}")
     print(f"tokens/s: {s['tokens_per_second']:.1f} ({s['new_tokens']} new tokens in "
           f"{s['generation_seconds']:.1f} s)")
-    if args.calculator:
+    if calculator:
         print(f"calculator: {s['calculator_uses']} results written")
-    return s
+
+
+def _evaluate(args, out: Path) -> dict:
+    from mathkit.evaluation.evaluator import evaluate_model
+    from mathkit.models import load
+
+    if _is_arithmetic_model(args.model):
+        rows, scorer = _arithmetic_task(args)
+        model, tokenizer = load(args.model)
+    else:
+        rows, scorer = _math_task(args)
+        model, tokenizer = load(args.model, adapter=args.adapter, load_in_4bit=args.load_in_4bit)
+        _check_calculator(args, tokenizer)
+    result = evaluate_model(model, tokenizer, rows, scorer=scorer, style=args.style,
+                            system_prompt=args.system_prompt, batch_size=args.batch_size,
+                            max_new_tokens=args.max_new_tokens, bf16=args.bf16,
+                            records_path=out, progress=not args.no_progress,
+                            calculator=args.calculator)
+    _print_summary(result.summary, args.calculator)
+    return result.summary
 
 
 def cmd_evaluate(args) -> int:
     _check(args)
     out = _output_path(args)
-    if _is_arithmetic_model(args.model):
-        if args.adapter:
-            raise ParamsError("--adapter applies to language models, not to a mathkit_decoder model")
-        summary = _evaluate_arithmetic(args, out)
-    else:
-        summary = _evaluate_language_model(args, out)
+    summary = _evaluate(args, out)
     summary = {"model": args.model, "adapter": args.adapter, "dataset": args.dataset,
                "split": args.split, "seed": args.seed, **summary}
     summary_path = out.with_name(out.name.removesuffix(".jsonl") + ".summary.json")

@@ -2,7 +2,9 @@
 
 For notebook ``NAME`` and reports folder ``R`` a successful run leaves
 ``R/NAME.ipynb`` (executed), ``R/NAME.html`` (rendered) and ``R/NAME/`` (results.json, charts, model).
-Parameters are validated before a kernel starts. While a notebook runs, the previous report is
+Parameters are validated before a kernel starts; the terminal shows each cell and its output
+(training progress included) while it runs, and the committed notebook is cleaned of that noise
+(:mod:`mathkit.reporting.publish`). While a notebook runs, the previous report is
 kept aside; if the run fails or is interrupted, the half-written folder is removed and the previous
 report is put back, so ``R`` never holds a mix of two runs. The failed notebook is kept under
 ``R/.staging/`` for inspection.
@@ -12,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shutil
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,9 @@ from mathkit.cli import notebook_registry as registry
 from mathkit.env import repo_root
 from mathkit.errors import NotebookFailedError, ParamsError
 from mathkit.params import NotebookParams, load_params
-from mathkit.reporting.index import write_index
+from mathkit.reporting.index import update_readme, write_index
+from mathkit.reporting.paths import anchors
+from mathkit.reporting.publish import clean_notebook, render_html
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +67,74 @@ def notebook_from_source(source: Path):
     return nb
 
 
-def render_html(executed: Path, html_path: Path) -> None:
-    """Render an executed notebook as a standalone HTML page."""
-    import nbformat
-    from nbconvert import HTMLExporter
+class TerminalProgress(logging.Handler):
+    """Shows a running notebook in the terminal: each cell's number, first line and start time,
+    then what the cell prints (training bars included), as papermill's ``log_output`` hands it over.
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    html_path.write_text(body)
+    Only the terminal sees this; the committed notebook is cleaned of progress noise afterwards.
+    """
+
+    def __init__(self, nb, stream=None):
+        super().__init__(logging.INFO)
+        self.sources = [c.source for c in nb.cells]
+        # papermill inserts its parameters cell after the one tagged "parameters" (or first)
+        tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+        self.sources.insert(tagged[0] + 1 if tagged else 0, "# Parameters (injected)")
+        self.stream = stream or sys.stderr
+        self.t0 = time.perf_counter()
+        self.in_cell = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.render(record.getMessage()))
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - a display problem must never stop the run
+            self.handleError(record)
+
+    def render(self, message: str) -> str:
+        """What the terminal shows for one papermill log message."""
+        started = re.match(r"Executing Cell (\d+)", message)
+        if started:
+            index = int(started.group(1))
+            source = self.sources[index - 1] if index <= len(self.sources) else ""
+            first = next((ln for ln in source.splitlines() if ln.strip()), "")
+            elapsed = time.perf_counter() - self.t0
+            self.in_cell = True
+            return (f"\n[{int(elapsed // 60):02d}:{int(elapsed % 60):02d}] cell "
+                    f"{index}/{len(self.sources)}: {first[:80]}\n")
+        if message.startswith("Ending Cell"):
+            self.in_cell = False
+            return ""
+        if self.in_cell:  # the cell's own stdout/stderr, as it comes (\r keeps bars live)
+            return message if len(message) < 4000 else message[:4000] + "...\n"
+        return ""
+
+
+@contextmanager
+def terminal_progress(nb, enabled: bool):
+    """Route papermill's cell log to :class:`TerminalProgress` for the ``with`` block."""
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("papermill")
+    handler = TerminalProgress(nb)
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # not a second time through the root handler
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def execute(source: Path, output: Path, parameters: dict[str, Any], cwd: Path,
             progress: bool = True) -> None:
     """Execute ``source`` (a jupytext .py) with papermill into ``output``.
 
+    ``progress`` shows each cell and its output in the terminal while it runs.
     Raises :class:`NotebookFailedError` naming the failing cell.
     """
     import nbformat
@@ -80,11 +142,13 @@ def execute(source: Path, output: Path, parameters: dict[str, Any], cwd: Path,
     from papermill.exceptions import PapermillExecutionError
 
     staged_input = output.with_name(output.stem + ".input.ipynb")
-    nbformat.write(notebook_from_source(source), staged_input)
+    nb = notebook_from_source(source)
+    nbformat.write(nb, staged_input)
     try:
-        papermill.execute_notebook(str(staged_input), str(output), parameters=parameters,
-                                   cwd=str(cwd), kernel_name="python3", progress_bar=progress,
-                                   log_output=False)
+        with terminal_progress(nb, progress):
+            papermill.execute_notebook(str(staged_input), str(output), parameters=parameters,
+                                       cwd=str(cwd), kernel_name="python3", progress_bar=False,
+                                       log_output=progress)
     except PapermillExecutionError as err:
         first_line = str(err.evalue).strip().splitlines()[0] if str(err.evalue).strip() else ""
         raise NotebookFailedError(
@@ -94,12 +158,26 @@ def execute(source: Path, output: Path, parameters: dict[str, Any], cwd: Path,
         staged_input.unlink(missing_ok=True)
 
 
+def publish(executed: Path, reports_dir: Path, name: str, html: bool) -> None:
+    """Clean the executed notebook into ``reports_dir/name.ipynb`` (+ ``.html``): no progress
+    noise, paths relative to the repository, one parameters cell, math that renders offline."""
+    import nbformat
+
+    pairs = anchors(reports_dir)
+    nb = clean_notebook(nbformat.read(executed, as_version=4), pairs)
+    nbformat.write(nb, reports_dir / f"{name}.ipynb")
+    if html:
+        render_html(nb, reports_dir / f"{name}.html", pairs)
+    executed.unlink()
+
+
 def run_notebook(spec: registry.NotebookSpec, *, root: Path, reports_dir: Path,
                  files: list[Path], overrides: dict[str, Any] | None = None,
                  html: bool = True, progress: bool = True) -> Path:
     """Validate parameters, execute, and publish the report of one notebook; return its folder."""
     schema: type[NotebookParams] = spec.load_schema()
-    out_dir = (reports_dir / spec.name).resolve()
+    reports_dir = reports_dir.resolve()
+    out_dir = reports_dir / spec.name
     params = load_params(schema, *files, overrides={**(overrides or {}), "output_dir": str(out_dir)})
 
     staging = reports_dir / ".staging"
@@ -122,9 +200,7 @@ def run_notebook(spec: registry.NotebookSpec, *, root: Path, reports_dir: Path,
             if previous.exists():
                 previous.rename(out_dir)
     shutil.rmtree(previous, ignore_errors=True)
-    shutil.move(str(executed), reports_dir / f"{spec.name}.ipynb")
-    if html:
-        render_html(reports_dir / f"{spec.name}.ipynb", reports_dir / f"{spec.name}.html")
+    publish(executed, reports_dir, spec.name, html)
     log.info("%s done in %.0f s: %s", spec.name, time.perf_counter() - t0, out_dir)
     return out_dir
 
@@ -160,6 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.notebook == "all":
         index = write_index(reports_dir, [s for s, _ in jobs])
         print(f"index: {index}")
+        write_readme_numbers(root, reports_dir, [s for s, _ in jobs])
     if failures:
         raise NotebookFailedError(f"{len(failures)} of {len(jobs)} notebooks failed: "
                                   + " | ".join(failures))
@@ -171,8 +248,20 @@ def cmd_index(args: argparse.Namespace) -> int:
     if root is None:
         raise ParamsError("run from inside a mathkit checkout (no pyproject.toml + mathkit/ found)")
     reports_dir = Path(args.reports_dir) if args.reports_dir else root / "reports"
-    print(f"index: {write_index(reports_dir, registry.available(root / 'notebooks'))}")
+    specs = registry.available(root / "notebooks")
+    print(f"index: {write_index(reports_dir, specs)}")
+    write_readme_numbers(root, reports_dir, specs)
     return 0
+
+
+def write_readme_numbers(root: Path, reports_dir: Path, specs) -> None:
+    """Refresh README.md's headline numbers when the reports are the repository's own."""
+    if reports_dir.resolve() != (root / "reports").resolve():
+        return
+    if update_readme(root / "README.md", reports_dir, specs):
+        print("README.md: headline numbers rewritten from results.json")
+    else:
+        log.warning("README.md has no headline-number markers; its numbers were not updated")
 
 
 def register(subparsers) -> None:
@@ -191,5 +280,5 @@ def register(subparsers) -> None:
                    help="override one parameter (YAML value); repeatable")
     p.add_argument("--reports-dir", default=None, help="where reports go (default: reports/)")
     p.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
-    p.add_argument("--quiet", action="store_true", help="no papermill progress bar")
+    p.add_argument("--quiet", action="store_true", help="no cell-by-cell progress in the terminal")
     p.set_defaults(func=cmd_run)

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from mathkit.data.arithmetic import END, OPS, THINK_END, THINK_START, parse_completion, validate_expression
+from mathkit.data.arithmetic import OPS, parse_completion, validate_expression
+from mathkit.data.markers import END, THINK_END, THINK_START
 from mathkit.env import resolve_output_dir
 from mathkit.errors import DataError
 
@@ -40,13 +41,12 @@ class Solver:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", **kwargs) -> "Solver":
-        """Load ``checkpoint`` (a folder written by ``save_model``) on ``device``."""
+        """Load ``checkpoint`` (a folder written by ``mathkit.models.save``) on ``device``."""
         path = Path(checkpoint)
         if not (path / "config.json").is_file():
             raise DataError(f"no model at {path} (config.json missing): train one with "
                             "`python -m mathkit run 01_arithmetic_cot` or pass --checkpoint DIR")
-        from mathkit.env import best_device
-        from mathkit.models import load_model  # torch and transformers: import only when needed
+        from mathkit.models import load  # torch and transformers: import only when needed
         from mathkit.models.io import read_side_config
 
         if device == "cuda":
@@ -54,7 +54,7 @@ class Solver:
 
             if not torch.cuda.is_available():
                 raise DataError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
-        model, tokenizer = load_model(path, device=best_device() if device == "auto" else device)
+        model, tokenizer = load(path, device=device)
         trained = read_side_config(path, FORMAT_CONFIG) or {}
         if trained.get("ops"):
             kwargs.setdefault("ops", tuple(trained["ops"]))

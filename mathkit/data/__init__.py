@@ -12,7 +12,7 @@ gsm8k_originals     the 100 real GSM8K test problems of GSM-Symbolic         lan
 gsm_symbolic        seeded variants of those 100 templates                   language, per_template, include_originals,
                                                                              keep_calculator
 champ               270 CHAMP competition problems (evaluation only)         -
-arithmetic          digit arithmetic from :mod:`mathkit.data.arithmetic`          min_digits=1, max_digits=3,
+arithmetic          digit arithmetic (:mod:`mathkit.data.arithmetic.problems`)    min_digits=1, max_digits=3,
                                                                              ops=("+","-","*"), style="question"|"bare"
 sympy_problems      equations, derivatives, integrals, determinants,          kinds=[...] (see sympy_problems.KINDS)
                     eigenvalues, solved with sympy
@@ -23,8 +23,9 @@ A path (``.json``, ``.jsonl``, ``.csv``, ``.parquet`` file, or a folder) loads y
 (option ``columns={"problem": "question", ...}``), see :mod:`mathkit.data.local_files`.
 
 Splits: GSM sources split by template (``gsm_symbolic.HELD_OUT_TEMPLATES``); generators split by a
-hash of the problem; hub sets use their own splits. ``n`` and ``seed`` subsample deterministically
-(for one seed, the rows of a smaller ``n`` are among those of a larger one).
+hash of the problem (arithmetic also has a ``"val"`` bucket); hub sets use their own splits. ``n`` and
+``seed`` subsample deterministically (for one seed, the rows of a smaller ``n`` are among those of a
+larger one).
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mathkit.data import arithmetic_source, champ, gsm_symbolic, sympy_problems
+from mathkit.data import champ, gsm_symbolic, sympy_problems
+from mathkit.data.arithmetic import problems as arithmetic_problems
 from mathkit.data.combine import SourceSpec, combine_sources
 from mathkit.data.formatting import (DEFAULT_SYSTEM_PROMPT, STYLE_INSTRUCTIONS, STYLES, build_prompt,
                                      completion_text, format_dataset, format_example)
 from mathkit.data.hub import HUB_SOURCES, OFFLINE_SOURCES, check_hub_reachable, load_hub, map_row
 from mathkit.data.local_files import load_local, looks_like_path
-from mathkit.data.schema import COLUMNS, subsample, to_dataset
+from mathkit.data.schema import COLUMNS, check_options, subsample, to_dataset
 from mathkit.errors import DataError
 
 __all__ = [
@@ -63,8 +65,8 @@ def _champ(split, n, seed):
 
 
 def _arithmetic(split, n, seed, min_digits=1, max_digits=3, ops=("+", "-", "*"), style="question"):
-    return arithmetic_source.generate(n, seed, split, min_digits=min_digits, max_digits=max_digits,
-                                      ops=tuple(ops), style=style)
+    return arithmetic_problems.generate(n, seed, split, min_digits=min_digits, max_digits=max_digits,
+                                        ops=tuple(ops), style=style)
 
 
 def _sympy_problems(split, n, seed, kinds=None):
@@ -95,15 +97,11 @@ def load_math_dataset(name: str | Path, split: str | None = None, n: int | None 
     if n is not None and n < 0:
         raise DataError(f"n must be >= 0 or None, got {n}")
     if isinstance(name, Path) or (name not in _OFFLINE and name not in HUB_SOURCES and looks_like_path(name)):
-        unknown = sorted(set(options) - {"columns"})
-        if unknown:
-            raise DataError(f"a local file takes only the option 'columns', not {unknown}")
+        check_options("a local file", options, ["columns"])
         return subsample(load_local(name, split, options.get("columns")), n, seed)
     if name in _OFFLINE:
         loader, allowed = _OFFLINE[name]
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise DataError(f"{name} does not take option(s) {unknown}; it takes {list(allowed) or 'none'}")
+        check_options(name, options, allowed)
         return subsample(to_dataset(loader(split, n, seed, **options)), n, seed)
     if name in HUB_SOURCES:
         return load_hub(name, split, n, seed, **options)

@@ -101,8 +101,9 @@ def templates_for_split(split: str | None) -> set[str]:
     raise DataError(f"GSM sources have splits 'train', 'test' or None (all templates), not {split!r}")
 
 
-def normalize_answer(text: str, language: str = "eng") -> str:
-    """A ``####`` answer as plain ASCII digits with ``.`` as decimal point, whatever the language."""
+def delocalize_answer(text: str, language: str = "eng") -> str:
+    """A ``####`` answer written in ``language`` as plain ASCII digits with ``.`` as decimal point
+    (Devanagari digits and decimal commas translated), not a grading normalization."""
     t = text.translate(_DEVANAGARI).strip()
     if language in _COMMA_DECIMAL and "," in t and t.replace("-", "").replace(",", "").isdigit():
         t = t.replace(".", "").replace(",", ".")
@@ -117,7 +118,7 @@ def _record(source: str, rid: str, question: str, answer_text: str, tid: str, la
     return make_record(
         id=rid, source=source, problem=question.strip(),
         solution=reasoning if keep_calculator else strip_calculator(reasoning),
-        answer=normalize_answer(answer, language), template=tid, category=CATEGORY,
+        answer=delocalize_answer(answer, language), template=tid, category=CATEGORY,
     )
 
 

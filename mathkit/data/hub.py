@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from mathkit.data.schema import (last_boxed, make_record, number_text, split_answer_is, split_hashes,
-                                 strip_calculator, strip_think_tags, subsample, to_dataset)
+from mathkit.data.schema import (check_options, last_boxed, make_record, number_text, split_answer_is,
+                                 split_hashes, strip_calculator, strip_think_tags, subsample, to_dataset)
 from mathkit.errors import DataError, HubUnavailableError
 
 log = logging.getLogger(__name__)
@@ -220,10 +220,7 @@ def _source(name: str) -> HubSource:
 
 
 def _check_options(source: HubSource, options: dict) -> None:
-    unknown = sorted(set(options) - set(source.options))
-    if unknown:
-        raise DataError(f"{source.name} does not take option(s) {unknown}; it takes {list(source.options) or 'none'} "
-                        f"(plus revision, shuffle_buffer)")
+    check_options(source.name, options, source.options, also="(plus revision, shuffle_buffer)")
 
 
 # ---- reachability --------------------------------------------------------------------------

@@ -22,11 +22,10 @@ split, returned whatever ``split`` is asked.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
-from mathkit.data.schema import COLUMNS, last_boxed, make_record, split_hashes, to_dataset
+from mathkit.data.schema import COLUMNS, as_text, last_boxed, make_record, split_hashes, to_dataset
 from mathkit.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -87,17 +86,8 @@ def _resolve(columns: dict[str, str] | None, found: list[str], where: Path) -> d
     return columns
 
 
-def _text(value: Any) -> str:
-    """A cell as text: empty for missing (None/NaN), ``5`` rather than ``5.0`` for whole floats."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _row(raw: dict[str, Any], columns: dict[str, str], index: int, stem: str, source: str) -> dict[str, str]:
-    get = {k: _text(raw.get(v)) for k, v in columns.items()}
+    get = {k: as_text(raw.get(v)) for k, v in columns.items()}
     solution, answer = get.get("solution", ""), get.get("answer", "")
     if "####" in answer and not solution:  # GSM8K style: the answer column holds the worked solution
         solution, answer = split_hashes(answer)

@@ -21,12 +21,13 @@ category   problem type for breakdowns (``"gsm8k"``, ``"arithmetic:+"``, ``"alge
 =========  ==================================================================================
 
 The gold-answer helpers here read answers *as stored in datasets* (``####``, ``\\boxed{}``,
-``The answer is:``); extracting answers from model outputs is :mod:`mathkit.evaluation.answers`' job.
+``The answer is:``); extracting answers from model outputs is :mod:`mathkit.evaluation.extraction`'s job.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from collections.abc import Iterable, Mapping
@@ -53,18 +54,35 @@ def make_record(**fields: Any) -> dict[str, str]:
     unknown = set(fields) - set(COLUMNS)
     if unknown:
         raise DataError(f"unknown column(s) {sorted(unknown)} for a math record; columns are {list(COLUMNS)}")
-    record = {c: _as_text(fields.get(c)) for c in COLUMNS}
+    record = {c: as_text(fields.get(c)) for c in COLUMNS}
     if not record["problem"].strip():
         raise DataError(f"record {record['id']!r} from {record['source']!r} has an empty problem")
     return record
 
 
-def _as_text(value: Any) -> str:
-    if value is None:
+def as_text(value: Any) -> str:
+    """A cell as text: ``""`` for missing (None, NaN), ``5`` rather than ``5.0`` for whole floats."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def check_split(source: str, split: str | None, allowed: tuple[str, ...] = ("train", "test")) -> None:
+    """Raise DataError unless ``split`` is None or one of ``allowed`` for this source."""
+    if split is not None and split not in allowed:
+        names = ", ".join(repr(s) for s in allowed)
+        raise DataError(f"{source} has splits {names} or None, not {split!r}")
+
+
+def check_options(source: str, options: Mapping[str, Any], allowed: Iterable[str], also: str = "") -> None:
+    """Raise DataError naming the options ``source`` does not take (``also``: a note on other accepted ones)."""
+    allowed = list(allowed)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise DataError(f"{source} does not take option(s) {unknown}; it takes {allowed or 'none'}"
+                        + (f" {also}" if also else ""))
 
 
 def to_dataset(records: Iterable[Mapping[str, Any]]):
@@ -105,13 +123,18 @@ def subsample(dataset, n: int | None, seed: int):
     return dataset.select(subsample_indices(len(dataset), n, seed))
 
 
+def hash_bucket(key: str, modulus: int) -> int:
+    """SHA-256 of ``key`` modulo ``modulus``: a bucket fixed by the text alone, whatever the seed."""
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % modulus
+
+
 def in_test_bucket(key: str, modulus: int = 5) -> bool:
     """Whether a generated problem belongs to the test split: SHA-256 of ``key`` is 0 mod ``modulus``.
 
     Generators (sympy_problems, arithmetic) split by this hash instead of by seed, so that
     ``split="train"`` and ``split="test"`` never share a problem whatever seeds they use.
     """
-    return int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % modulus == 0
+    return hash_bucket(key, modulus) == 0
 
 
 # ---- gold answers as datasets store them -----------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from mathkit.data.schema import in_test_bucket, make_record
+from mathkit.data.schema import check_split, in_test_bucket, make_record
 from mathkit.errors import DataError
 
 SOURCE = "sympy_problems"
@@ -254,8 +254,7 @@ def generate(n: int | None = None, seed: int = 0, split: str | None = None,
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise DataError(f"unknown sympy problem kind(s) {unknown}; known: {list(KINDS)}")
-    if split not in (None, "train", "test"):
-        raise DataError(f"sympy_problems has splits 'train', 'test' or None, not {split!r}")
+    check_split(SOURCE, split)
     n = DEFAULT_PER_KIND * len(kinds) if n is None else n
     rng = random.Random(f"{SOURCE}/{seed}/{split}")
     rows: list[dict[str, str]] = []

@@ -1,7 +1,7 @@
 """Batched greedy generation: the one way every model in mathkit is sampled for evaluation.
 
 One prompt at a time runs at ~15 tokens/s for SmolLM2-135M on this CPU, batches of 50-100 at
-~115-250 (shared/PITFALLS.md). So prompts are sorted by length (little padding), left-padded
+~115-250 (docs/pitfalls.md). So prompts are sorted by length (little padding), left-padded
 (so new tokens line up), generated in batches with the KV cache where the model has one, and
 returned in the caller's order.
 
@@ -51,10 +51,32 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
+def _cut_at_stop(row: list[int], stop_set: set[int], tokenizer,
+                 skip_special_tokens: bool) -> tuple[str, int, bool]:
+    """(text, tokens up to and including the first stop token, whether it stopped there)."""
+    n = next((j + 1 for j, t in enumerate(row) if t in stop_set), len(row))
+    stopped = n > 0 and row[n - 1] in stop_set
+    return tokenizer.decode(row[:n], skip_special_tokens=skip_special_tokens), n, stopped
+
+
 def _autocast(device: str, bf16: bool):
     if bf16:
         return torch.autocast(device_type=device, dtype=torch.bfloat16)
     return torch.autocast(device_type=device, enabled=False)
+
+
+def _generate_batch(model, tokenizer, enc, *, max_new_tokens: int, stop_ids: list[int], bf16: bool,
+                    calculator: bool):
+    """One greedy ``generate`` call on a left-padded batch: (output ids, calculator results)."""
+    extra = {}
+    if calculator:
+        calc = CalculatorLogitsProcessor(tokenizer, prompt_length=enc["input_ids"].shape[1])
+        extra["logits_processor"] = LogitsProcessorList([calc])
+    with _autocast(enc["input_ids"].device.type, bf16):
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids or None,
+                             **extra)
+    return out, calc.uses if calculator else 0
 
 
 @torch.no_grad()
@@ -99,29 +121,15 @@ def generate_batched(
             idx = order[start:start + batch_size]
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                             add_special_tokens=add_special_tokens).to(device)
-            extra = {}
-            if calculator:
-                calc = CalculatorLogitsProcessor(tokenizer, prompt_length=enc["input_ids"].shape[1])
-                extra["logits_processor"] = LogitsProcessorList([calc])
             t0 = time.perf_counter()
-            with _autocast(device.type, bf16):
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=stop_ids or None,
-                    **extra,
-                )
+            out, uses = _generate_batch(model, tokenizer, enc, max_new_tokens=max_new_tokens,
+                                        stop_ids=stop_ids, bf16=bf16, calculator=calculator)
             seconds += time.perf_counter() - t0
-            if calculator:
-                calculator_uses += calc.uses
+            calculator_uses += uses
             new = out[:, enc["input_ids"].shape[1]:]
             for row, i in zip(new.tolist(), idx):
-                n = next((j + 1 for j, t in enumerate(row) if t in stop_set), len(row))
-                counts[i] = n
-                finished[i] = n > 0 and row[n - 1] in stop_set
-                completions[i] = tokenizer.decode(row[:n], skip_special_tokens=skip_special_tokens)
+                completions[i], counts[i], finished[i] = _cut_at_stop(
+                    row, stop_set, tokenizer, skip_special_tokens)
             bar.update(len(idx))
     finally:
         bar.close()

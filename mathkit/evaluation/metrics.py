@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable, Iterable
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -22,33 +24,71 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def accuracy_summary(correct: list[bool] | list[int]) -> dict:
-    """``{"accuracy", "n", "correct", "ci95": [lo, hi]}`` for a list of per-example outcomes."""
-    n = len(correct)
-    k = int(sum(bool(c) for c in correct))
+def accuracy_summary(correct: Iterable) -> dict:
+    """``{"accuracy", "n", "correct", "ci95": [lo, hi]}`` for per-example outcomes; None
+    outcomes (not graded: an ungradable gold, no reference thought) are left out."""
+    graded = [bool(c) for c in correct if c is not None]
+    n, k = len(graded), sum(graded)
     lo, hi = wilson_interval(k, n)
     return {"accuracy": k / n if n else 0.0, "n": n, "correct": k, "ci95": [lo, hi]}
 
 
+def accuracy_by(records: Iterable[dict], key: str | Callable[[dict], object], *,
+                outcome: str = "correct") -> dict:
+    """:func:`accuracy_summary` of ``record[outcome]`` per group: ``key`` is a record field
+    (``"category"``, ``"n_digits"``) or a function of the record. Empty or None groups become
+    ``"unknown"``; ungraded records (outcome None) are left out; groups in sorted order."""
+    group_of = key if callable(key) else (lambda r: r.get(key))
+    by: dict = {}
+    for r in records:
+        if r.get(outcome) is None:
+            continue
+        g = group_of(r)
+        by.setdefault("unknown" if g is None or g == "" else g, []).append(r[outcome])
+    return {g: accuracy_summary(by[g]) for g in sorted(by, key=_natural_order)}
+
+
+def _natural_order(group) -> tuple:
+    """Numbers before names; ``"2x3"`` before ``"10x2"``."""
+    if isinstance(group, str):
+        return (1, [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", group)])
+    return (0, group)
+
+
+def headline_accuracy(summary: dict) -> dict:
+    """``{"value", "n", "ci95"}`` of an :func:`accuracy_summary`: the form results.json
+    headlines give an accuracy."""
+    return {"value": summary["accuracy"], "n": summary["n"], "ci95": list(summary["ci95"])}
+
+
+def format_interval(summary: dict) -> str:
+    """``"99.96% [99.86%, 99.99%] (n=5000)"`` for an :func:`accuracy_summary`."""
+    lo, hi = summary["ci95"]
+    return f"{summary['accuracy']:.2%} [{lo:.2%}, {hi:.2%}] (n={summary['n']})"
+
+
 def answer_accuracy(predictions: list[str | None], golds: list[str]) -> dict:
     """Accuracy of extracted answers against gold ones (numeric / symbolic equivalence through
-    :func:`mathkit.evaluation.answers.is_correct`), with n and the Wilson 95% interval."""
-    from mathkit.evaluation.answers import is_correct
+    :func:`mathkit.evaluation.checking.is_correct`), with n and the Wilson 95% interval.
+    Ungradable golds (:func:`mathkit.evaluation.checking.parse_gold`) are left out of n."""
+    from mathkit.evaluation.checking import is_correct, parse_gold
 
     _same_length(predictions, golds)
-    return accuracy_summary([is_correct(p, g) for p, g in zip(predictions, golds)])
+    parsed = [parse_gold(str(g)) for g in golds]
+    return accuracy_summary([is_correct(p, g) if g.gradable else None
+                             for p, g in zip(predictions, parsed)])
 
 
-def exact_match(predictions: list[str | None], golds: list[str], *, normalize: bool = True) -> dict:
-    """String exact match (after :func:`mathkit.evaluation.answers.normalize_answer` unless
-    ``normalize=False``), with n and the Wilson 95% interval. Stricter than
+def exact_match(predictions: list[str | None], golds: list[str], *, canonical: bool = True) -> dict:
+    """String exact match (after :func:`mathkit.evaluation.extraction.canonical_answer` unless
+    ``canonical=False``), with n and the Wilson 95% interval. Stricter than
     :func:`answer_accuracy`: ``0.5`` and ``1/2`` differ here."""
-    from mathkit.evaluation.answers import normalize_answer
+    from mathkit.evaluation.extraction import canonical_answer
 
     _same_length(predictions, golds)
-    if normalize:
-        predictions = [normalize_answer(p) for p in predictions]
-        golds = [normalize_answer(g) for g in golds]
+    if canonical:
+        predictions = [canonical_answer(p) for p in predictions]
+        golds = [canonical_answer(g) for g in golds]
     return accuracy_summary([p is not None and p == g for p, g in zip(predictions, golds)])
 
 
@@ -141,15 +181,6 @@ def perplexity(model, tokenizer, texts: list[str], *, batch_size: int = 8,
         raise ValueError("the texts hold no predictable tokens (each needs at least two)")
     mean = total_loss / total_tokens
     return {"perplexity": perplexity_from_loss(mean), "mean_loss": mean, "n_tokens": total_tokens}
-
-
-def grouped_accuracy(outcomes: list[bool], groups: list) -> dict:
-    """:func:`accuracy_summary` per group value (None becomes ``"unknown"``), keys sorted."""
-    _same_length(outcomes, groups)
-    by: dict = {}
-    for ok, g in zip(outcomes, groups):
-        by.setdefault("unknown" if g is None or g == "" else str(g), []).append(ok)
-    return {k: accuracy_summary(by[k]) for k in sorted(by)}
 
 
 def mcnemar_exact(fixed: int, broken: int) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from mathkit.data.arithmetic import END, THINK_END, THINK_START
+from mathkit.data.markers import END, THINK_END, THINK_START
 
 PAD = "<pad>"
 UNK = "<unk>"

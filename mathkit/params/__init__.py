@@ -2,7 +2,9 @@
 
 Each notebook has one pydantic schema in this package (``arithmetic_cot.py`` for notebook 01, ...).
 The YAML files under ``params/<notebook>/`` and the notebook's ``parameters`` cell use the field
-names of that schema. Validation errors become one line naming the file and the key.
+names of that schema. Training notebooks add a ``training:`` block of TRL ``SFTConfig`` fields
+(:mod:`mathkit.params.training`). Validation errors become one line naming the file and the key
+(``training.<key>`` inside the training block).
 """
 
 from __future__ import annotations
@@ -11,9 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mathkit.errors import ParamsError
+
+
+class TrainingSettingError(ParamsError, ValueError):
+    """A key of a ``training:`` block is unknown or has a bad value.
+
+    A ``ValueError`` too, so that pydantic reports it as a validation error of the schema (and the
+    message names the file); raised outside validation it is a plain :class:`ParamsError`.
+    """
+
+    def __init__(self, key: str, message: str):
+        self.key, self.reason = key, message
+        super().__init__(f"key 'training.{key}': {message}" if key else f"key 'training': {message}")
 
 
 class NotebookParams(BaseModel):
@@ -23,6 +37,9 @@ class NotebookParams(BaseModel):
 
     seed: int = 0
     output_dir: str = "reports/unnamed"
+    # torch CPU threads for the whole notebook (0: torch's default, one per core). On a CPU shared
+    # with other jobs, fewer threads than cores can be several times faster.
+    threads: int = Field(0, ge=0, le=256)
 
     @classmethod
     def from_namespace(cls, namespace: dict[str, Any], source: str = "notebook parameters"):
@@ -33,6 +50,9 @@ class NotebookParams(BaseModel):
 
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, TrainingSettingError):
+        return f"{source}: {cause}"
     key = ".".join(str(p) for p in first["loc"]) or "<top level>"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{key}'"
@@ -65,6 +85,22 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def merge_values(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``; a mapping value (the ``training`` block) is merged key by key.
+
+    A dotted key (``training.max_steps``, as ``--set`` writes it) sets one key of a mapping.
+    """
+    merged = dict(base)
+    for key, value in update.items():
+        outer, dot, inner = key.partition(".")
+        if dot:
+            value, key = {inner: value}, outer
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = {**merged[key], **value}
+        merged[key] = value
+    return merged
+
+
 def load_params(schema: type[NotebookParams], *files: str | Path,
                 overrides: dict[str, Any] | None = None) -> NotebookParams:
     """Merge parameter files (later files win) and overrides, then validate.
@@ -78,10 +114,10 @@ def load_params(schema: type[NotebookParams], *files: str | Path,
         if bad:
             raise ParamsError(f"{f}: unknown key '{bad[0]}'")
         try:
-            schema(**{**merged, **data})
+            schema(**merge_values(merged, data))
         except ValidationError as err:
             raise ParamsError(_format_error(err, str(f))) from None
-        merged.update(data)
+        merged = merge_values(merged, data)
     if overrides:
-        merged.update(overrides)
+        merged = merge_values(merged, overrides)
     return validate(schema, merged, str(files[-1]) if files else "parameters")

@@ -1,28 +1,41 @@
 """Parameters of notebook 01 (arithmetic chain-of-thought from scratch).
 
-Names follow the math-llm seed's generator/train/eval options. The defaults are the notebook's
-quick CPU values (a run of a minute or so); ``params/01_arithmetic_cot/*.yaml`` change only what
-differs. YAML note: write floats with a dot (``1.0e-3``, not ``1e-3``, which YAML reads as text).
+Names follow the math-llm seed's generator/model/eval options; training settings are the
+``training`` block of TRL ``SFTConfig`` fields (:mod:`mathkit.params.training`). The defaults are
+the notebook's quick CPU values (a run of a minute or so); ``params/01_arithmetic_cot/*.yaml``
+change only what differs. YAML note: write floats with a dot (``1.0e-3``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from mathkit.params import NotebookParams
+from mathkit.params.training import TrainingParams
 
 MAX_DIGITS = 6  # longest training operand; the 128-token default context fits 6-digit + and -
 
+# The notebook's quick run: 200 steps of batch 64 (TRL's SFTConfig fields; see mathkit.training.config
+# for mathkit's defaults under them: cosine schedule, fp32, no gradient checkpointing).
+DEFAULT_TRAINING: dict[str, Any] = {
+    "per_device_train_batch_size": 64,
+    "per_device_eval_batch_size": 256,
+    "learning_rate": 2.0e-3,
+    "weight_decay": 0.01,
+    "max_steps": 200,
+    "warmup_steps": 20,
+    "eval_steps": 50,
+    "save_steps": 100,
+    "logging_steps": 10,
+}
 
-class ArithmeticCotParams(NotebookParams):
+
+class ArithmeticCotParams(TrainingParams):
     """Data, model, training and evaluation settings for the arithmetic CoT notebook."""
 
     output_dir: str = "reports/01_arithmetic_cot"
-    # Training checkpoints live outside reports/ so that an interrupted run (which the runner rolls
-    # back in reports/) keeps them: running again resumes from the last one.
-    checkpoint_dir: str = "runs/01_arithmetic_cot"
+    training: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_TRAINING))
 
     # data
     ops: list[Literal["+", "-", "*"]] = Field(default_factory=lambda: ["+"], min_length=1)
@@ -40,27 +53,10 @@ class ArithmeticCotParams(NotebookParams):
     # model
     model_size: Literal["small", "medium", "large"] = "small"
     positional_encoding: str = "rope"
-    max_length: int = Field(128, ge=16, le=4096)
-
-    # training
-    batch_size: int = Field(64, gt=0)
-    eval_batch_size: int = Field(256, gt=0)  # also the generation batch
-    learning_rate: float = Field(2.0e-3, gt=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0, lt=1)
-    max_steps: int = Field(200, gt=0)
-    warmup_steps: int = Field(20, ge=0, validate_default=True)
-    max_grad_norm: float = Field(1.0, gt=0)
-    eval_steps: int = Field(50, gt=0)
-    save_steps: int = Field(100, gt=0)
-    logging_steps: int = Field(10, gt=0)
-    save_total_limit: int = Field(2, gt=0)
-    bf16: bool = False  # bf16 autocast (fp16 on GPUs without bf16); on this CPU it was slower
-    report_to: Literal["none", "wandb"] = "none"
-    # torch CPU threads (0: torch's default, one per core). On a CPU shared with other jobs,
-    # 1 thread trained ~2.8x faster per step here than 2 oversubscribed ones.
-    num_threads: int = Field(0, ge=0, le=256)
+    max_length: int = Field(128, ge=16, le=4096)  # the model's context; every example must fit
 
     # evaluation and display
+    eval_batch_size: int = Field(256, gt=0)  # generation batch
     max_new_tokens: int = Field(0, ge=0)  # 0: long enough for the longest test completion
     n_failures_shown: int = Field(10, ge=0)
     n_samples_shown: int = Field(5, ge=0)
@@ -82,7 +78,7 @@ class ArithmeticCotParams(NotebookParams):
             raise ValueError(f"unknown positional encoding {name!r}; known: {', '.join(known)}")
         return name
 
-    # Cross-field checks as field validators on the later field, so the error names a key
+    # A cross-field check as a field validator on the later field, so the error names a key
     # (fields are validated in declaration order; ``info.data`` holds the earlier ones).
     @field_validator("max_digits")
     @classmethod
@@ -90,12 +86,4 @@ class ArithmeticCotParams(NotebookParams):
         low = info.data.get("min_digits")
         if low is not None and low > value:
             raise ValueError(f"max_digits ({value}) must be >= min_digits ({low})")
-        return value
-
-    @field_validator("warmup_steps")
-    @classmethod
-    def _warmup_le_steps(cls, value: int, info: ValidationInfo) -> int:
-        steps = info.data.get("max_steps")
-        if steps is not None and value > steps:
-            raise ValueError(f"warmup_steps ({value}) exceeds max_steps ({steps})")
         return value

@@ -6,12 +6,15 @@ SmolLM2-135M, two optimizer steps, four held-out problems; about a minute), iden
 ``params/02_lora_sft/*.yaml`` change only what differs. The LoRA recipe itself is the seed
 project's (TinyLlama/Mistral LoRA: r=32, alpha=64, dropout 0.1 on every projection; lr 1e-4
 cosine, warmup 5%, weight decay 0.05); the GPU files add its gradient accumulation 8 and 2 epochs.
+Training settings are the ``training`` block of TRL ``SFTConfig`` fields
+(:mod:`mathkit.params.training`).
 
 Everything is checked here, before a model or dataset is loaded: an unknown LoRA target,
 ``r < 1`` or a dropout of 1 fail with one line naming the key. YAML note: write floats with a
 dot (``1.0e-4``); ``1e-4`` (which YAML reads as text) is accepted too.
 
-This module imports nothing heavy (no torch, peft or trl), so validating a file is instant.
+Importing this module imports nothing heavy (no torch, peft or trl); validating a ``training``
+block imports trl.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from mathkit.errors import ParamsError
-from mathkit.params import NotebookParams
+from mathkit.params.training import TrainingParams
 
 # Projection names of the decoder families this notebook targets (Llama/Mistral/Qwen/Gemma use
 # the first seven), plus other common ones, so a typo fails here instead of inside peft.
@@ -34,10 +37,26 @@ KNOWN_TARGET_MODULES = DEFAULT_TARGET_MODULES + (
     "embed_tokens", "lm_head",                        # embeddings (tied in SmolLM2: kept tied)
     "all-linear",                                     # peft: every linear layer but the head
 )
-OPTIMIZERS = ("auto", "adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit",
-              "paged_adamw_32bit", "adafactor", "sgd")
 SOURCE_SPEC_KEYS = ("name", "n", "split", "options", "fallback")  # mathkit.data.SourceSpec fields
-SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts")
+
+# The smoke run's training (TRL's SFTConfig fields over mathkit.training.config's defaults): the
+# seed's lr, warmup and weight decay; two steps of batch 2; the best checkpoint by validation loss
+# kept. bf16 is autocast on a CPU with native bf16 (fp32 elsewhere), fp16 on T4/P100.
+DEFAULT_TRAINING: dict[str, Any] = {
+    "num_train_epochs": 2.0,
+    "max_steps": 2,                 # > 0 overrides epochs; -1: train by epochs
+    "learning_rate": 1.0e-4,
+    "warmup_steps": 0.05,           # below 1: a fraction of the steps
+    "weight_decay": 0.05,
+    "per_device_train_batch_size": 2,
+    "per_device_eval_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "max_length": 384,              # GSM-format examples here are at most ~370 tokens
+    "bf16": True,
+    "eval_steps": 2,                # validation loss + checkpoint every N steps
+    "logging_steps": 1,
+    "load_best_model_at_end": True,
+}
 
 
 def check_lora_settings(*, r: int, alpha: float, dropout: float, target_modules) -> None:
@@ -57,20 +76,20 @@ def check_lora_settings(*, r: int, alpha: float, dropout: float, target_modules)
                           f"{', '.join(KNOWN_TARGET_MODULES)}")
 
 
-class LoraSftParams(NotebookParams):
+class LoraSftParams(TrainingParams):
     """Model, data, LoRA, training and evaluation settings of the LoRA SFT notebook."""
 
     output_dir: str = "reports/02_lora_sft"
-
-    # Torch CPU threads; 0 = torch's default. On a CPU shared with other jobs fewer threads than
-    # cores avoids OpenMP threads waiting on each other (measured here: 1 thread 4x faster than 2).
-    torch_threads: int = Field(1, ge=0)
+    training: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_TRAINING))
+    # On a CPU shared with other jobs fewer threads than cores avoids OpenMP threads waiting on
+    # each other (measured here: 1 thread 4x faster than 2); hosted profiles use torch's default.
+    threads: int = Field(1, ge=0, le=256)
 
     # ---- model
     # "smollm2-135m-instruct" (bundled, offline), a local folder, or a hub id (GPU profiles).
     base_model: str = "smollm2-135m-instruct"
     model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
-    load_in_4bit: bool = False                 # NF4 + double quantization (bitsandbytes)
+    load_in_4bit: bool = False                 # NF4 + double quantization (bitsandbytes): QLoRA
     device_map: str | None = None              # "auto": spread a 7B over GPU, CPU and disk
     offload_folder: str | None = None          # where device_map="auto" puts what fits nowhere
 
@@ -81,7 +100,7 @@ class LoraSftParams(NotebookParams):
     ], min_length=1)
     n_train: int = Field(12, gt=0)             # cap on the combined, shuffled training set
     n_val: int = Field(4, gt=0)                # held out of the training pool for eval loss
-    drop_long_examples: bool = True            # drop (not truncate) examples over max_length
+    drop_long_examples: bool = True            # drop (not truncate) examples over training.max_length
     eval_sources: list[dict[str, Any]] = Field(default_factory=lambda: [
         {"name": "gsm8k_originals", "split": "test", "n": 4},
     ], min_length=1)
@@ -97,27 +116,6 @@ class LoraSftParams(NotebookParams):
     lora_alpha: float = 64.0
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
-
-    # ---- training (names match mathkit.training.lora.SftSettings)
-    num_train_epochs: float = Field(2.0, gt=0)  # seed: 2 epochs
-    max_steps: int = 2                          # > 0 overrides epochs; -1: train by epochs
-    learning_rate: float = Field(1.0e-4, gt=0, lt=1)
-    lr_scheduler_type: Literal[SCHEDULERS] = "cosine"  # type: ignore[valid-type]
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    weight_decay: float = Field(0.05, ge=0, lt=1)
-    per_device_train_batch_size: int = Field(2, gt=0)
-    per_device_eval_batch_size: int = Field(8, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)  # seed: 8
-    max_length: int = Field(384, ge=32)        # GSM-format examples here are at most ~370 tokens
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    optim: Literal[OPTIMIZERS] = "auto"        # type: ignore[valid-type]
-    gradient_checkpointing: bool = False       # seed: on (GPU memory); on CPU it only costs time
-    auto_find_batch_size: bool = False         # GPU only: halve the batch on out-of-memory
-    group_by_length: bool = False              # batch similar lengths: less padding, faster
-    eval_steps: int = Field(2, ge=0)           # validation loss + checkpoint every N steps; 0: per epoch
-    save_total_limit: int = Field(2, gt=0)
-    logging_steps: int = Field(1, gt=0)
-    resume: bool = True                        # continue from the newest checkpoint if one exists
     keep_checkpoints: bool = False             # False: delete checkpoint-N/ once the adapter is saved
 
     # ---- evaluation (same prompts and greedy decoding before and after)
@@ -134,8 +132,7 @@ class LoraSftParams(NotebookParams):
     reload_max_new_tokens: int = Field(8, gt=0)
     n_examples_shown: int = Field(1, ge=0)
 
-    @field_validator("learning_rate", "warmup_ratio", "weight_decay", "lora_alpha", "lora_dropout",
-                     "num_train_epochs", mode="before")
+    @field_validator("lora_alpha", "lora_dropout", mode="before")
     @classmethod
     def _yaml_float_text(cls, value):
         # YAML 1.1 reads 1e-4 (no dot) as the string "1e-4"; accept it rather than confuse people.

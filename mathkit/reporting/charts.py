@@ -8,12 +8,14 @@ use them.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, PercentFormatter
 
 from mathkit.errors import DataError
+from mathkit.reporting.conclusion import percent
 
 TRAIN_KEYS = ("train_loss", "loss")
 EVAL_KEYS = ("eval_loss",)
@@ -82,40 +84,63 @@ def plot_loss_curves(metrics_path: str | Path, title: str = "Training and valida
 
 def plot_accuracy_by(groups: dict, xlabel: str, title: str, train_range: tuple | None = None,
                      ylabel: str = "exact-match accuracy"):
-    """Bars of accuracy per group with 95% interval error bars and ``n`` above each bar.
+    """Bars of accuracy per group (in percent) with 95% interval error bars, and the value and ``n``
+    above each interval.
 
     ``groups`` maps a label (e.g. digit count) to a summary from
-    :func:`mathkit.evaluation.metrics.accuracy_summary` (``accuracy``, ``n``, ``ci95``). ``train_range``
-    ``(low, high)`` shades the labels inside the training range (compared numerically when the
-    labels are numbers), so extrapolation stands out.
+    :func:`mathkit.evaluation.metrics.accuracy_summary` (``accuracy``, ``n``, ``ci95``). The y axis
+    is scaled to the data (a set of values under 3% is not drawn on a 0-100% axis) and leaves room
+    for the labels. ``train_range`` ``(low, high)`` shades the labels inside the training range
+    (compared numerically when the labels are numbers), so extrapolation stands out.
     """
     if not groups:
         raise DataError(f"nothing to plot for {title!r}: no groups")
     labels = list(groups)
-    acc = [groups[k]["accuracy"] for k in labels]
-    lo = [max(0.0, a - groups[k]["ci95"][0]) for a, k in zip(acc, labels)]
-    hi = [max(0.0, groups[k]["ci95"][1] - a) for a, k in zip(acc, labels)]
+    acc = [100 * groups[k]["accuracy"] for k in labels]
+    upper = [100 * groups[k]["ci95"][1] for k in labels]
+    lo = [max(0.0, a - 100 * groups[k]["ci95"][0]) for a, k in zip(acc, labels)]
+    hi = [max(0.0, u - a) for a, u in zip(acc, upper)]
     inside = [_in_range(k, train_range) for k in labels]
     colors = ["tab:blue" if i else "tab:gray" for i in inside]
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(labels) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(labels) + 2), 4.2))
     xs = range(len(labels))
-    ax.bar(xs, acc, yerr=[lo, hi], capsize=4, color=colors, edgecolor="black", linewidth=0.5)
-    for x, k, a in zip(xs, labels, acc):
-        ax.annotate(f"{a:.2%}\nn={groups[k]['n']}", (x, min(a, 1.0)), ha="center", va="bottom",
+    ax.bar(xs, acc, yerr=[lo, hi], capsize=4, color=colors, edgecolor="black", linewidth=0.5,
+           error_kw={"elinewidth": 1})
+    top = axis_top(max(upper))
+    for x, k, a, u in zip(xs, labels, acc, upper):  # above the interval, so text and bar never meet
+        ax.annotate(f"{percent(a / 100)}%\nn={groups[k]['n']:,}", (x, u), ha="center", va="bottom",
                     fontsize=8, xytext=(0, 3), textcoords="offset points")
     if train_range is not None and any(inside):
         first, last = inside.index(True), len(inside) - 1 - inside[::-1].index(True)
         ax.axvspan(first - 0.5, last + 0.5, color="tab:green", alpha=0.08,
                    label=f"training range {train_range[0]}–{train_range[1]}")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # clear of the bars
-    ax.set_xticks(list(xs), [str(k) for k in labels])
-    ax.set_ylim(0, 1.15)
+    ax.set_xticks(list(xs), [tick_label(k) for k in labels])
+    ax.set_ylim(0, top)
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(f"{ylabel} (%, 95% interval)")
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def axis_top(highest_percent: float) -> float:
+    """Upper y limit in percent: room for two lines of labels above the highest interval.
+
+    Values that all sit near zero get an axis of a few percent; anything above ~80% gets the
+    whole 0-100% axis plus label room.
+    """
+    if highest_percent >= 80:
+        return 118.0
+    return max(1.0, highest_percent * 1.3 + 0.5)
+
+
+def tick_label(label, width: int = 14) -> str:
+    """A group name split into lines at underscores/spaces, so long names never overlap."""
+    text = str(label).replace("_", " ")
+    return textwrap.fill(text, width=width) if len(text) > width else str(label)
 
 
 def _in_range(label, train_range) -> bool:

@@ -1,28 +1,37 @@
-"""Base vs fine-tuned: tables, a bar chart and example lists for the LoRA notebook's report.
+"""Before vs after on the same problems: paired records, tables, a bar chart and example lists.
 
-Inputs are per-example records of :func:`mathkit.evaluation.evaluator.evaluate_model` (``source``,
-``template``, ``correct``, ...) and the output of :func:`mathkit.evaluation.evaluator.compare_records`, so the
-same functions serve any before/after pair (LoRA, distillation, a prompt change). Records are
-grouped by :func:`eval_group`, which tells apart the GSM-Symbolic templates held out of training
-from those trained on: a model that learned the *structures* it saw variants of improves on the
-second kind; only reasoning that transfers improves the first. Every accuracy is shown with its n
-and 95% interval; the relative improvement is None where the base accuracy is 0.
+Serves any pair of evaluations of the same dataset (base vs LoRA, without vs with the calculator,
+teacher vs student): inputs are the records of :func:`mathkit.evaluation.evaluator.evaluate_model`.
+:func:`compare_records` pairs the records by id (which problems were fixed, which broken, the exact
+McNemar test); :func:`pairing_note` checks that both arms saw the same prompts in the same order,
+batch size and precision (greedy decoding depends on the batch in bf16) and says so in a sentence.
+Records are grouped by :func:`eval_group`, which tells apart the GSM-Symbolic templates held out
+of training from those trained on. A row holds both sides as accuracy summaries (accuracy, n,
+correct, ci95); ungraded records (an ungradable gold) are left out everywhere.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import PercentFormatter
 
 from mathkit.data.gsm_symbolic import HELD_OUT_TEMPLATES
 from mathkit.errors import DataError
-from mathkit.evaluation.metrics import accuracy_summary
+from mathkit.evaluation.metrics import accuracy_by, accuracy_summary, mcnemar_exact
+from mathkit.jsonl import read_jsonl
+from mathkit.reporting.charts import axis_top, tick_label
 
 BEFORE_COLOR, AFTER_COLOR = "tab:gray", "tab:blue"
 HELD_OUT = "held-out templates"
 TRAINED = "training templates"
+LABELS = ("base", "fine-tuned")
+# Settings that must agree for two evaluations to be paired (unless one is the point of the pair)
+PAIRED_SETTINGS = ("scorer", "prompt_fn", "style", "system_prompt", "batch_size", "max_new_tokens",
+                   "bf16", "calculator")
 
 
 def eval_group(record: dict) -> str:
@@ -41,14 +50,86 @@ def is_held_out(record: dict) -> bool:
     return eval_group(record).startswith(HELD_OUT)
 
 
-def group_accuracies(records: Iterable[dict], key: Callable[[dict], str] = eval_group) -> dict:
-    """:func:`mathkit.evaluation.metrics.accuracy_summary` per ``key(record)``, groups in sorted order."""
-    by: dict[str, list[bool]] = {}
-    for r in records:
-        by.setdefault(key(r), []).append(bool(r["correct"]))
-    return {k: accuracy_summary(by[k]) for k in sorted(by)}
+# --------------------------------------------------------------------------------------------
+# pairing
+# --------------------------------------------------------------------------------------------
+def _as_records(x) -> list[dict]:
+    if hasattr(x, "records"):
+        return x.records
+    if isinstance(x, (str, Path)):
+        return read_jsonl(x, missing="run an evaluation with records_path first")
+    return list(x)
 
 
+def compare_records(before, after, *, key: str = "id") -> dict:
+    """Which examples changed between two evaluations, paired by ``key``.
+
+    ``before``/``after``: EvalResults, record lists or JSONL paths. Returns counts (``n``,
+    ``n_fixed``, ``n_broken``, ``both_correct``, ``both_wrong``), the accuracy of each side on
+    the shared graded examples, the exact McNemar p-value of the change, and the ``fixed`` and
+    ``broken`` examples themselves (problem, gold, both answers and completions).
+    """
+    a = {r[key]: r for r in _as_records(before)}
+    b = {r[key]: r for r in _as_records(after)}
+    shared = [k for k in a if k in b]
+    if not shared:
+        raise DataError(f"the two evaluations share no example {key!r}: were they run on the "
+                        "same dataset?")
+    graded = [k for k in shared if a[k]["correct"] is not None and b[k]["correct"] is not None]
+
+    def pair(k):
+        return {key: k, "problem": b[k].get("problem"), "gold": b[k].get("gold"),
+                "extracted_before": a[k].get("extracted"), "extracted_after": b[k].get("extracted"),
+                "completion_before": a[k].get("completion"),
+                "completion_after": b[k].get("completion")}
+
+    fixed = [pair(k) for k in graded if not a[k]["correct"] and b[k]["correct"]]
+    broken = [pair(k) for k in graded if a[k]["correct"] and not b[k]["correct"]]
+    acc_before = accuracy_summary(a[k]["correct"] for k in graded)
+    acc_after = accuracy_summary(b[k]["correct"] for k in graded)
+    return {
+        "n": len(graded),
+        "n_ungraded": len(shared) - len(graded),
+        "n_fixed": len(fixed),
+        "n_broken": len(broken),
+        "both_correct": sum(a[k]["correct"] and b[k]["correct"] for k in graded),
+        "both_wrong": sum(not a[k]["correct"] and not b[k]["correct"] for k in graded),
+        "accuracy_before": acc_before,
+        "accuracy_after": acc_after,
+        "delta": acc_after["accuracy"] - acc_before["accuracy"],
+        "mcnemar_p": mcnemar_exact(len(fixed), len(broken)),
+        "only_before": [k for k in a if k not in b],
+        "only_after": [k for k in b if k not in a],
+        "fixed": fixed,
+        "broken": broken,
+    }
+
+
+def pairing_note(before, after, *, may_differ: tuple[str, ...] = ()) -> str:
+    """One sentence saying the two evaluations are paired: the same examples in the same order,
+    evaluated with the same batch size, prompt, token budget and precision. Raises
+    :class:`DataError` naming what differs otherwise (``may_differ``: settings that are the point
+    of the comparison, e.g. ``("calculator",)``). ``before``/``after`` are EvalResults."""
+    ids_before = [r["id"] for r in before.records]
+    ids_after = [r["id"] for r in after.records]
+    if ids_before != ids_after:
+        raise DataError(f"not paired: the evaluations hold different examples or orders "
+                        f"({len(ids_before)} vs {len(ids_after)} records); evaluate both arms on "
+                        "the same dataset")
+    s1, s2 = before.summary["settings"], after.summary["settings"]
+    differ = [k for k in PAIRED_SETTINGS if k not in may_differ and s1.get(k) != s2.get(k)]
+    if differ:
+        raise DataError("not paired: " + ", ".join(f"{k} {s1.get(k)!r} vs {s2.get(k)!r}"
+                                                   for k in differ))
+    precision = "bf16 autocast" if s1["bf16"] else "fp32"
+    return (f"Both arms ran on the same {len(ids_before)} problems in the same order and batches "
+            f"(batch size {s1['batch_size']}, left padding, greedy, {precision}, at most "
+            f"{s1['max_new_tokens']} new tokens).")
+
+
+# --------------------------------------------------------------------------------------------
+# rows
+# --------------------------------------------------------------------------------------------
 def relative_improvement(before: float, after: float) -> float | None:
     """``(after - before) / before``; None when ``before`` is 0 (no finite ratio)."""
     return (after - before) / before if before > 0 else None
@@ -56,36 +137,34 @@ def relative_improvement(before: float, after: float) -> float | None:
 
 def _row(name: str, x: dict | None, y: dict | None) -> dict:
     both = x is not None and y is not None
-    return {"group": name, "n": (y or x)["n"],
-            "base": x["accuracy"] if x else None, "base_ci95": list(x["ci95"]) if x else None,
-            "tuned": y["accuracy"] if y else None, "tuned_ci95": list(y["ci95"]) if y else None,
+    return {"group": name, "before": x, "after": y,
             "delta_pp": 100 * (y["accuracy"] - x["accuracy"]) if both else None,
             "relative": relative_improvement(x["accuracy"], y["accuracy"]) if both else None}
 
 
 def comparison_rows(before: list[dict], after: list[dict], *, key: Callable[[dict], str] = eval_group,
                     include_total: bool = True) -> list[dict]:
-    """One row per group (and a first ``all`` row): n, both accuracies with intervals, the
-    change in percentage points and the relative improvement.
+    """One row per group (and a first ``all`` row): both sides' accuracy summaries, the change
+    in percentage points and the relative improvement.
 
-    ``before``/``after`` are record lists. Groups present in only one of them are kept, with the
-    missing side as None, so nothing disappears silently.
+    Groups present in only one of the record lists are kept, with the missing side None, so
+    nothing disappears silently.
     """
-    b, a = group_accuracies(before, key), group_accuracies(after, key)
+    b, a = accuracy_by(before, key), accuracy_by(after, key)
     rows = []
     if include_total:
-        rows.append(_row("all", accuracy_summary([r["correct"] for r in before]),
-                         accuracy_summary([r["correct"] for r in after])))
+        rows.append(_row("all", accuracy_summary(r["correct"] for r in before),
+                         accuracy_summary(r["correct"] for r in after)))
     rows += [_row(k, b.get(k), a.get(k)) for k in sorted(set(b) | set(a))]
     return rows
 
 
 def subset_row(before: list[dict], after: list[dict], keep: Callable[[dict], bool], name: str) -> dict:
     """The comparison row of the records selected by ``keep`` (e.g. :func:`is_held_out`)."""
-    x = [r["correct"] for r in before if keep(r)]
-    y = [r["correct"] for r in after if keep(r)]
+    x = [r["correct"] for r in before if keep(r) and r["correct"] is not None]
+    y = [r["correct"] for r in after if keep(r) and r["correct"] is not None]
     if not x or not y:
-        raise DataError(f"no records for {name!r} in one of the two evaluations")
+        raise DataError(f"no graded records for {name!r} in one of the two evaluations")
     return _row(name, accuracy_summary(x), accuracy_summary(y))
 
 
@@ -97,32 +176,37 @@ def headline_row(before: list[dict], after: list[dict]) -> dict:
     return comparison_rows(before, after)[0]
 
 
-def verdict(row: dict, labels: tuple[str, str] = ("base", "fine-tuned")) -> str:
+def _n(row: dict) -> str:
+    x, y = row["before"], row["after"]
+    if x and y and x["n"] != y["n"]:
+        return f"{x['n']}/{y['n']}"
+    return str((y or x)["n"])
+
+
+def _pct(s: dict | None) -> str:
+    return "–" if s is None else f"{100 * s['accuracy']:.1f}%"
+
+
+def _ci(s: dict | None) -> str:
+    return "" if s is None else f" [{100 * s['ci95'][0]:.1f}, {100 * s['ci95'][1]:.1f}]"
+
+
+def verdict(row: dict, labels: tuple[str, str] = LABELS) -> str:
     """One sentence on a comparison row that the 95% intervals can support: the second side
     beats the first only when its interval lies wholly above the first one's."""
-    lo_b, hi_b = row["base_ci95"]
-    lo_t, hi_t = row["tuned_ci95"]
+    x, y = row["before"], row["after"]
     first, second = labels
-    if lo_t > hi_b:
-        return (f"On {row['group']} the {second} model beats the {first} model "
-                f"({_pct(row['tuned'])} vs {_pct(row['base'])}, n={row['n']}); the 95% intervals do not overlap.")
-    if hi_t < lo_b:
-        return (f"On {row['group']} the {second} model is worse than the {first} model "
-                f"({_pct(row['tuned'])} vs {_pct(row['base'])}, n={row['n']}); the 95% intervals do not overlap.")
+    if y["ci95"][0] > x["ci95"][1]:
+        return (f"On {row['group']} the {second} model beats the {first} model ({_pct(y)} vs "
+                f"{_pct(x)}, n={_n(row)}); the 95% intervals do not overlap.")
+    if y["ci95"][1] < x["ci95"][0]:
+        return (f"On {row['group']} the {second} model is worse than the {first} model ({_pct(y)} "
+                f"vs {_pct(x)}, n={_n(row)}); the 95% intervals do not overlap.")
     return (f"On {row['group']} the {second} model does not beat the {first} model by a margin the "
-            f"95% intervals can show ({_pct(row['tuned'])}{_ci(row['tuned_ci95'])} vs "
-            f"{_pct(row['base'])}{_ci(row['base_ci95'])}, n={row['n']}).")
+            f"95% intervals can show ({_pct(y)}{_ci(y)} vs {_pct(x)}{_ci(x)}, n={_n(row)}).")
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f}%"
-
-
-def _ci(ci) -> str:
-    return "" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-
-
-def comparison_markdown(rows: list[dict], labels: tuple[str, str] = ("base", "fine-tuned")) -> str:
+def comparison_markdown(rows: list[dict], labels: tuple[str, str] = LABELS) -> str:
     """The rows of :func:`comparison_rows` as a Markdown table (accuracy [95% CI]); ``labels``
     name the two sides (e.g. ``("without calculator", "with calculator")``)."""
     lines = [f"| group | n | {labels[0]} | {labels[1]} | change | relative |",
@@ -130,45 +214,45 @@ def comparison_markdown(rows: list[dict], labels: tuple[str, str] = ("base", "fi
     for r in rows:
         delta = "–" if r["delta_pp"] is None else f"{r['delta_pp']:+.1f} pp"
         rel = "–" if r["relative"] is None else f"{100 * r['relative']:+.0f}%"
-        lines.append(f"| {r['group']} | {r['n']} | {_pct(r['base'])}{_ci(r['base_ci95'])} | "
-                     f"{_pct(r['tuned'])}{_ci(r['tuned_ci95'])} | {delta} | {rel} |")
+        lines.append(f"| {r['group']} | {_n(r)} | {_pct(r['before'])}{_ci(r['before'])} | "
+                     f"{_pct(r['after'])}{_ci(r['after'])} | {delta} | {rel} |")
     return "\n".join(lines)
 
 
-def plot_before_after(rows: list[dict], *, title: str = "Accuracy before and after LoRA fine-tuning",
-                      labels: tuple[str, str] = ("base", "fine-tuned"),
-                      xlabel: str = "evaluation set"):
-    """Paired bars per group with Wilson 95% error bars and n under each group label."""
+# --------------------------------------------------------------------------------------------
+# chart and examples
+# --------------------------------------------------------------------------------------------
+def plot_before_after(rows: list[dict], *, title: str = "Accuracy before and after",
+                      labels: tuple[str, str] = LABELS, xlabel: str = "evaluation set"):
+    """Paired bars per group (percent, axis scaled to the data) with Wilson 95% error bars, the
+    value above each interval and n under each group label."""
     if not rows:
         raise DataError(f"nothing to plot for {title!r}: no rows")
     fig, ax = plt.subplots(figsize=(max(5.0, 1.7 * len(rows) + 2), 4.4))
-    width = 0.38
-    for offset, key, color, label in ((-width / 2, "base", BEFORE_COLOR, labels[0]),
-                                      (width / 2, "tuned", AFTER_COLOR, labels[1])):
-        xs, acc, err_lo, err_hi = [], [], [], []
-        for i, r in enumerate(rows):
-            if r[key] is None:
-                continue
-            lo, hi = r[f"{key}_ci95"]
-            xs.append(i + offset)
-            acc.append(r[key])
-            err_lo.append(max(0.0, r[key] - lo))
-            err_hi.append(max(0.0, hi - r[key]))
-        ax.bar(xs, acc, width, yerr=[err_lo, err_hi], capsize=4, color=color, label=label,
-               edgecolor="black", linewidth=0.5)
-        for x, a, eh in zip(xs, acc, err_hi):
-            ax.annotate(f"{a:.1%}", (x, a + eh), ha="center", va="bottom", fontsize=8,
+    width, highest = 0.38, 0.0
+    for offset, side, color, label in ((-width / 2, "before", BEFORE_COLOR, labels[0]),
+                                       (width / 2, "after", AFTER_COLOR, labels[1])):
+        bars = [(i + offset, r[side]) for i, r in enumerate(rows) if r[side] is not None]
+        xs = [x for x, _ in bars]
+        acc = [100 * s["accuracy"] for _, s in bars]
+        upper = [100 * s["ci95"][1] for _, s in bars]
+        lower = [100 * s["ci95"][0] for _, s in bars]
+        ax.bar(xs, acc, width, yerr=[[a - lo for a, lo in zip(acc, lower)],
+                                     [u - a for a, u in zip(acc, upper)]],
+               capsize=4, color=color, label=label, edgecolor="black", linewidth=0.5)
+        for x, a, u in zip(xs, acc, upper):
+            ax.annotate(f"{a:.1f}%", (x, u), ha="center", va="bottom", fontsize=8,
                         xytext=(0, 2), textcoords="offset points")
-    names = [r["group"].replace(": ", ":\n") for r in rows]
-    ax.set_xticks(range(len(rows)), [f"{g}\nn={r['n']}" for g, r in zip(names, rows)], fontsize=8)
-    top = max([r[f"{k}_ci95"][1] for r in rows for k in ("base", "tuned") if r[k] is not None] + [0.05])
-    ax.set_ylim(0, min(1.0, top * 1.25 + 0.02))
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+        highest = max([highest, *upper])
+    ax.set_xticks(range(len(rows)), [f"{tick_label(r['group'])}\nn={_n(r)}" for r in rows],
+                  fontsize=8)
+    ax.set_ylim(0, axis_top(highest))
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("answer accuracy (95% CI)")
+    ax.set_ylabel("answer accuracy (%, 95% interval)")
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -178,32 +262,26 @@ def _clip(text: str | None, n: int) -> str:
     return text if len(text) <= n else text[:n].rstrip() + " …"
 
 
-def examples_markdown(comparison: dict, kind: str = "fixed", n: int = 3, max_chars: int = 500) -> str:
-    """The first ``n`` examples that fine-tuning ``fixed`` (or ``broken``), from
-    :func:`mathkit.evaluation.evaluator.compare_records`, with both completions side by side."""
+def examples_markdown(comparison: dict, kind: str = "fixed", n: int = 3, max_chars: int = 500,
+                      labels: tuple[str, str] = LABELS) -> str:
+    """The first ``n`` examples the change ``fixed`` (or ``broken``), from
+    :func:`compare_records`, with both completions side by side."""
     if kind not in ("fixed", "broken"):
         raise ValueError(f"kind must be 'fixed' or 'broken', got {kind!r}")
     items = comparison[kind][:n]
     total = comparison[f"n_{kind}"]
-    head = f"**{kind.capitalize()} by fine-tuning: {total} of {comparison['n']} problems**"
+    head = f"**{kind.capitalize()}: {total} of {comparison['n']} problems**"
     if not items:
         return head + " (none)"
     parts = [head + (f" (first {len(items)} shown)" if total > len(items) else "")]
+    first, second = labels
     for ex in items:
         parts.append(
             f"\n---\n**Problem** ({ex.get('id')}): {_clip(ex['problem'], max_chars)}\n\n"
-            f"gold **{ex['gold']}** · base answered **{ex['extracted_before']}** · "
-            f"fine-tuned answered **{ex['extracted_after']}**\n\n"
+            f"gold **{ex['gold']}** · {first} answered **{ex['extracted_before']}** · "
+            f"{second} answered **{ex['extracted_after']}**\n\n"
             f"<details><summary>completions</summary>\n\n"
-            f"*base:*\n<pre>{html.escape(_clip(ex['completion_before'], max_chars))}</pre>\n"
-            f"*fine-tuned:*\n<pre>{html.escape(_clip(ex['completion_after'], max_chars))}</pre>\n"
+            f"*{first}:*\n<pre>{html.escape(_clip(ex['completion_before'], max_chars))}</pre>\n"
+            f"*{second}:*\n<pre>{html.escape(_clip(ex['completion_after'], max_chars))}</pre>\n"
             f"</details>")
     return "\n".join(parts)
-
-
-def headline_accuracy(row: dict, side: str) -> dict:
-    """``{"value", "n", "ci95"}`` of one side (``"base"``/``"tuned"``) of a comparison row: the
-    headline form of an accuracy for results.json."""
-    if side not in ("base", "tuned"):
-        raise ValueError(f"side must be 'base' or 'tuned', got {side!r}")
-    return {"value": row[side], "n": row["n"], "ci95": row[f"{side}_ci95"]}

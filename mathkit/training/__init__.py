@@ -1,2 +1,7 @@
-"""Training: one training function over transformers/TRL, its callbacks, precision and thread
-policy, and the LoRA/QLoRA set-up."""
+"""Training: one training function over TRL (:func:`train`), its settings and machine policy,
+its callbacks and result, and the LoRA/QLoRA set-up (:mod:`mathkit.training.lora`)."""
+
+from mathkit.training.result import TrainResult
+from mathkit.training.trainer import train
+
+__all__ = ["TrainResult", "train"]

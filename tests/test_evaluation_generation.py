@@ -1,0 +1,68 @@
+"""Batched greedy generation: the caller's order, EOS handling, and bf16 autocast that really runs
+in bf16 and agrees with fp32 where the model's choices are clear."""
+
+import pytest
+import torch
+
+from mathkit.evaluation.generation import generate_batched, stop_token_ids
+from tests.test_evaluation_evaluator import tiny_llama, tiny_tokenizer
+
+PROMPTS = ["Question: What is 5+7?\nAnswer:", "Q: 1+1?\nA:", "Question: A long one about pens?\nAnswer:",
+           "Q: 10-3?\nA:", "Q: half of 1?\nA:"]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def decisive_model(tok):
+    """A tiny random Llama whose output layer is scaled up: the best next token leads the
+    second by far more than bf16 rounding can move a logit, so greedy choices must not change."""
+    model = tiny_llama(tok, seed=3, hidden=64)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(400.0)
+    return model
+
+
+def _logit_dtypes(model):
+    seen = []
+    handle = model.lm_head.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    return seen, handle
+
+
+def test_bf16_generation_runs_in_bf16_and_agrees_with_fp32(decisive_model, tok):
+    kw = dict(max_new_tokens=12, batch_size=1, progress=False)
+    seen, handle = _logit_dtypes(decisive_model)
+    try:
+        fp32 = generate_batched(decisive_model, tok, PROMPTS, bf16=False, **kw)
+        fp32_dtypes = set(seen)
+        seen.clear()
+        bf16 = generate_batched(decisive_model, tok, PROMPTS, bf16=True, **kw)
+        bf16_dtypes = set(seen)
+    finally:
+        handle.remove()
+    assert fp32_dtypes == {torch.float32}
+    assert bf16_dtypes == {torch.bfloat16}      # autocast really ran the matmuls in bf16
+    assert bf16.completions == fp32.completions
+    assert bf16.new_tokens == fp32.new_tokens and all(n > 0 for n in bf16.new_tokens)
+
+
+def test_batched_results_come_back_in_the_callers_order(decisive_model, tok):
+    one = [generate_batched(decisive_model, tok, [p], max_new_tokens=8, progress=False).completions[0]
+           for p in PROMPTS]
+    batched = generate_batched(decisive_model, tok, PROMPTS, max_new_tokens=8, batch_size=2,
+                               progress=False)
+    assert batched.completions == one
+    assert len(batched.finished) == len(PROMPTS) and batched.seconds > 0
+    with pytest.raises(ValueError, match="batch_size"):
+        generate_batched(decisive_model, tok, PROMPTS, batch_size=0)
+
+
+def test_stop_token_ids_include_the_generation_config_eos(decisive_model, tok):
+    decisive_model.generation_config.eos_token_id = [tok.eos_token_id, 7]
+    try:
+        assert stop_token_ids(decisive_model, tok) == [tok.eos_token_id, 7]
+    finally:
+        decisive_model.generation_config.eos_token_id = tok.eos_token_id
