@@ -168,8 +168,8 @@ model = build_decoder(params.model_size, tokenizer, positional_encoding=params.p
                       max_position_embeddings=params.max_length)
 n_params = sum(p.numel() for p in model.parameters())
 cfg = model.config
-session.record_model({"name": f"mathkit decoder ({params.model_size})", "source": "random initialisation",
-                      "parameters": n_params})
+session.record_model({"name": f"mathkit decoder ({params.model_size})", "parameters": n_params,
+                      "weights": "random initialisation, trained in this notebook"})
 print(f"{params.model_size}: {n_params:,} parameters ({cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
       f"{cfg.num_attention_heads} heads, {cfg.positional_encoding})")
 
@@ -188,7 +188,7 @@ with session.stage("training"):
 metrics_file = shutil.copy(result.metrics_path, out / "metrics.jsonl")
 losses = {k: "n/a" if v is None else f"{v:.4g}" for k, v in
           {"train": result.final_train_loss, "validation": result.final_eval_loss}.items()}
-print(f"{result.global_step} steps in {result.train_runtime_s / 60:.1f} min ({result.tokens_per_s:,.0f} tokens/s); "
+print(f"{result.global_step} steps in {result.train_runtime_s:.0f} s ({result.tokens_per_s:,.0f} tokens/s); "
       f"final train loss {losses['train']}, validation loss {losses['validation']}"
       + (f" (resumed from {result.resumed_from.name})" if result.resumed_from else ""))
 

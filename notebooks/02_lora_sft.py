@@ -122,7 +122,7 @@ from IPython.display import Markdown, display
 
 from mathkit.data import combine_sources
 from mathkit.data.formatting import format_dataset
-from mathkit.data.splits import drop_long_examples, find_leaks
+from mathkit.data import splits
 from mathkit.evaluation.calculator import calculator_supported
 from mathkit.evaluation.evaluator import evaluate_model
 from mathkit.evaluation.metrics import headline_accuracy
@@ -157,7 +157,7 @@ with session.stage("data"):
     split = pool.train_test_split(test_size=params.n_val, seed=params.seed)
     train_rows, val_rows = split["train"], split["test"]
     eval_set, eval_provenance = combine_sources(params.eval_sources, seed=params.seed)
-leaks = find_leaks(pool, eval_set)
+leaks = splits.find_leaks(pool, eval_set)
 for name, rows in {"train": train_rows, "validation": val_rows, "evaluation": eval_set}.items():
     session.record_data(name, len(rows))
 print(f"train {len(train_rows)} | validation {len(val_rows)} | evaluation {len(eval_set)}")
@@ -185,8 +185,8 @@ train_ds = format_dataset(train_rows, tokenizer, **format_kwargs)
 val_ds = format_dataset(val_rows, tokenizer, **format_kwargs)
 max_length = params.training.get("max_length")
 if params.drop_long_examples and max_length:
-    train_ds, n_long = drop_long_examples(train_ds, tokenizer, max_length)
-    val_ds, n_long_val = drop_long_examples(val_ds, tokenizer, max_length)
+    train_ds, n_long = splits.drop_long_examples(train_ds, tokenizer, max_length)
+    val_ds, n_long_val = splits.drop_long_examples(val_ds, tokenizer, max_length)
     print(f"dropped {n_long} training and {n_long_val} validation examples over {max_length} tokens")
 print(f"{params.base_model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
       f"tied embeddings: {lora.has_tied_embeddings(model)}")

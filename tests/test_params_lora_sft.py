@@ -29,7 +29,7 @@ def test_lora_recipe_defaults_are_the_seeds():
 
 
 def test_gpu_profile_trains_with_the_full_seed_recipe():
-    p = load_params(LoraSftParams, ROOT / "params" / "02_lora_sft" / "kaggle_tinyllama.yaml")
+    p = load_params(LoraSftParams, ROOT / "params" / "02_lora_sft" / "kaggle.yaml")
     t = p.training
     assert (t["per_device_train_batch_size"], t["gradient_accumulation_steps"], t["num_train_epochs"]) == (4, 8, 2.0)
     assert t["max_steps"] == -1 and p.load_in_4bit and t["activation_checkpointing"] and t["bf16"]
@@ -47,7 +47,7 @@ def test_cpu_profile_is_the_committed_run():
 
 def test_profiles_exist_and_validate():
     names = {p.stem for p in PROFILES}
-    assert {"smoke", "cpu", "kaggle_tinyllama", "kaggle_mistral7b"} <= names
+    assert {"smoke", "cpu", "kaggle", "kaggle_mistral7b"} <= names
     for path in PROFILES:
         load_params(LoraSftParams, path)
 

@@ -3,7 +3,9 @@
 The ``training`` block holds TRL ``SFTConfig`` field names and values, nothing else; each
 training notebook's schema gives its own default block (its quick CPU values). A block in a
 parameter file or a papermill injection changes only the keys it names: it is merged over the
-schema's default block. Validation builds the ``SFTConfig`` (:func:`mathkit.training.config.check_training`),
+schema's default block. The runner also merges the blocks of several files key by key, and
+``--set training.max_steps=5`` sets one key; papermill itself, given several files, keeps the last
+file's block whole. Validation builds the ``SFTConfig`` (:func:`mathkit.training.config.check_training`),
 so an unknown key or a value TRL refuses fails with one line naming ``training.<key>``. That
 imports trl, but only when a block is validated, not when this module is imported.
 """

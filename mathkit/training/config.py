@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # Where mathkit's defaults differ from TRL's, and why.
 MATHKIT_DEFAULTS: dict[str, Any] = {
     "bf16": False,                      # TRL: on. Asked for explicitly; the policy maps it per machine
-    "activation_checkpointing": False,  # TRL: on. Costs ~20% time; GPU profiles turn it on for memory
+    "activation_checkpointing": False,  # TRL: on. Recomputes activations (slower); GPU profiles turn it on
     "report_to": "none",                # no tracker unless asked (offline first)
     "lr_scheduler_type": "cosine",      # transformers: linear
     "logging_first_step": True,         # the loss curve starts at the untrained model

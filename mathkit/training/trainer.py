@@ -99,19 +99,28 @@ def checkpoint_to_resume(output_dir: Path, resume: bool) -> Path | None:
     return None
 
 
+def _not_mtime_notice(record: logging.LogRecord) -> bool:
+    # Checkpoints saved within a second of each other make transformers say so; they are
+    # ordered by step number anyway.
+    return not record.getMessage().startswith("mtime may not be reliable")
+
+
 @contextmanager
 def quiet_progress_bars() -> Iterator[None]:
-    """No progress bars from dataset preparation and checkpoint writing (report noise); the
-    training loop's own bar follows ``disable_tqdm``."""
+    """No progress bars from dataset preparation and checkpoint writing (report noise), and no
+    checkpoint-ordering notice; the training loop's own bar follows ``disable_tqdm``."""
     import datasets
     from transformers.utils import logging as hf_logging
 
     datasets_on, hf_on = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     hf_logging.disable_progress_bar()
+    notices = logging.getLogger("transformers.trainer_utils")
+    notices.addFilter(_not_mtime_notice)
     try:
         yield
     finally:
+        notices.removeFilter(_not_mtime_notice)
         if datasets_on:
             datasets.enable_progress_bars()
         if hf_on:
