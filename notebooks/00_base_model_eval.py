@@ -186,7 +186,7 @@ save_figure(fig, out, "accuracy_by_set")
 # strictly, and the end of the completion, so that each one can be checked by eye. Golds without a
 # single checkable answer were left out of the accuracies; they are listed below the first table.
 
-# %%
+# %% tags=["nbval-check-output"]
 audit = audit_tables({name: r.records for name, r in results.items()})
 display(pd.DataFrame(audit["correct"]) if audit["correct"] else Markdown("No answer was scored correct."))
 display(pd.DataFrame(audit["ungradable"]) if audit["ungradable"] else Markdown("Every gold was gradable."))
@@ -195,7 +195,7 @@ display(pd.DataFrame(audit["ungradable"]) if audit["ungradable"] else Markdown("
 # ## What the model writes
 # A few completions per set, correct and wrong, to see *why* it fails (format vs arithmetic).
 
-# %%
+# %% tags=["nbval-check-output"]
 for name, r in results.items():
     display(Markdown(f"### {name}"))
     for rec in r.records[: params.n_examples_shown]:
@@ -222,7 +222,7 @@ print((out / "results.json").read_text()[:1500])
 # ## Conclusion
 # Written from the numbers above when the notebook runs.
 
-# %%
+# %% tags=["nbval-check-output"]
 sentences = [accuracy_sentence(f"Zero-shot, `{params.base_model}`", s,
                                f"`{name}` (lenient; strict extraction: {accuracy_text(s['strict'])})")
              for name, s in summaries.items()]

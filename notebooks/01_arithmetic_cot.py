@@ -181,7 +181,7 @@ print(f"{params.model_size}: {n_params:,} parameters ({cfg.num_hidden_layers} la
 # folder); a run started again on an interrupted one resumes from its last checkpoint, a finished
 # one trains again from scratch. The metrics file is copied next to the report.
 
-# %%
+# %% tags=["nbval-check-output"]
 with session.stage("training"):
     result = train(model, tokenizer, splits["train"], splits["val"], output_dir=params.checkpoint_folder(out),
                    training=params.training_settings(), resume=params.resume)
@@ -208,7 +208,7 @@ print(f"{result.global_step} steps in {result.train_runtime_s:.0f} s ({result.to
 # Thought match: the whole chain of thought equals the reference. Token accuracy: the share of
 # completion tokens the model predicts given the true prefix (teacher forcing).
 
-# %%
+# %% tags=["nbval-check-output"]
 eval_kwargs = dict(scorer=ArithmeticScorer(), batch_size=params.eval_batch_size,
                    max_new_tokens=params.max_new_tokens or None, progress=False)
 with session.stage("evaluation"):
@@ -225,17 +225,25 @@ if ood_eval:
     print(f"extrapolation   {format_interval(ood_eval.summary['exact_match'])} with {ood_lengths}-digit operands")
 print(f"issue target, exact match >= 99.9%: {'met' if test['accuracy'] >= 0.999 else 'not met'}")
 
-# %%
+# %% tags=["nbval-check-output"]
 by_digits = {**test["by_digits"], **(ood_eval.summary["by_digits"] if ood_eval else {})}
 pd.DataFrame([{"digits": d, "in training range": params.min_digits <= d <= params.max_digits,
                "n": s["n"], "exact match": s["accuracy"],
                "ci95": "[{:.4f}, {:.4f}]".format(*s["ci95"])} for d, s in by_digits.items()])
 
 # %% [markdown]
+# By the pair of operand lengths (`AxB`: digits of the first and of the second operand), so that
+# short operands are measured on their own rather than hidden inside "3 digits".
+
+# %% tags=["nbval-check-output"]
+pd.DataFrame([{"operand lengths": k, "n": s["n"], "exact match": s["accuracy"],
+               "ci95": "[{:.4f}, {:.4f}]".format(*s["ci95"])} for k, s in test["by_operand_lengths"].items()])
+
+# %% [markdown]
 # ### Failures
 # The wrong answers on the test set (the in-range ones first), with what the model wrote.
 
-# %%
+# %% tags=["nbval-check-output"]
 failures = test_eval.failures(params.n_failures_shown)
 if ood_eval:
     failures += ood_eval.failures(max(0, params.n_failures_shown - len(failures)))
@@ -245,7 +253,7 @@ pd.DataFrame(failures, columns=["expression", "expected", "got", "completion"])
 # %% [markdown]
 # ### Sample completions
 
-# %%
+# %% tags=["nbval-check-output"]
 pd.DataFrame(test_eval.table(params.n_samples_shown) + (ood_eval.table(params.n_samples_shown) if ood_eval else []))
 
 # %% [markdown]
@@ -280,7 +288,7 @@ print(sorted(p.name for p in model_dir.iterdir()))
 # %% [markdown]
 # ## Report
 
-# %%
+# %% tags=["nbval-check-output"]
 headline = {
     "exact_match": headline_accuracy(test["exact_match"]),
     "token_accuracy": test["token_accuracy"]["accuracy"],
@@ -302,7 +310,7 @@ headline
 # ## Conclusion
 # Written from the numbers above when the notebook runs.
 
-# %%
+# %% tags=["nbval-check-output"]
 sentences = [f"The {params.model_size} model ({n_params:,} parameters) trained {result.global_step} steps in "
              f"{result.train_runtime_s / 60:.1f} min and reached exact match {format_interval(test['exact_match'])} "
              f"on held-out {params.min_digits}-{params.max_digits}-digit problems; the target of 99.9% is "

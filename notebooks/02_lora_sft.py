@@ -199,7 +199,7 @@ print(example["prompt"] + example["completion"])
 # ## Evaluate the base model
 # Before any training, with the prompt and decoding the fine-tuned model will get.
 
-# %%
+# %% tags=["nbval-check-output"]
 eval_kwargs = dict(style=params.prompt_style, system_prompt=params.system_prompt, progress=False,
                    batch_size=params.eval_batch_size, max_new_tokens=params.max_new_tokens, bf16=params.eval_bf16)
 with session.stage("base evaluation"), track_peak_memory() as base_eval_memory:
@@ -226,7 +226,7 @@ trainable = lora.trainable_parameters(model)
 print(f"trainable parameters: {trainable['trainable']:,} of {trainable['total']:,} "
       f"({trainable['percent']:.2f}%)")
 
-# %%
+# %% tags=["nbval-check-output"]
 checkpoints = params.checkpoint_folder(out)
 with session.stage("training"):
     result = train(model, tokenizer, train_ds, val_ds, output_dir=checkpoints,
@@ -287,7 +287,7 @@ if params.merge:
 # ## Evaluate the fine-tuned model
 # The same problems, prompts, batches and decoding as the base model.
 
-# %%
+# %% tags=["nbval-check-output"]
 with session.stage("tuned evaluation"), track_peak_memory() as tuned_eval_memory:
     tuned_eval = evaluate_model(tuned, tokenizer, eval_set, records_path=out / "records" / "tuned.jsonl",
                                 **eval_kwargs)
@@ -304,7 +304,7 @@ print(comparison.pairing_note(base_eval, tuned_eval))
 # (`mathkit.evaluation.calculator`; GSM8K's authors ran their models the same way). What the
 # calculator adds is what arithmetic errors cost; what stays wrong was set up wrong.
 
-# %%
+# %% tags=["nbval-check-output"]
 calculator_rows, calculator_uses = None, None
 if params.calculator_check and not calculator_supported(tokenizer):
     print(f"calculator check skipped: {params.base_model}'s tokenizer does not write digits one token each")
@@ -340,7 +340,7 @@ elif params.calculator_check:
 # variants, the original problems never) and held-out arithmetic separate "learned the problems it
 # saw variants of" from "reasons better". Then the paired change and the problems fixed and broken.
 
-# %%
+# %% tags=["nbval-check-output"]
 headline = comparison.headline_row(base_eval.records, tuned_eval.records)
 groups = comparison.comparison_rows(base_eval.records, tuned_eval.records)
 paired_all = comparison.compare_records(base_eval, tuned_eval)
@@ -356,7 +356,7 @@ display(Markdown(f"Paired change on {headline['group']}: {paired['n_fixed']} fix
 fig = comparison.plot_before_after([headline] + groups[1:], title=f"{params.base_model}: base vs LoRA fine-tuned")
 save_figure(fig, out, "accuracy_before_after")
 
-# %%
+# %% tags=["nbval-check-output"]
 display(Markdown(comparison.examples_markdown(paired_all, "fixed", n=params.n_examples_shown)))
 display(Markdown(comparison.examples_markdown(paired_all, "broken", n=params.n_examples_shown)))
 
@@ -374,7 +374,7 @@ cost[["phase", "seconds", "tokens/s", "cpu_peak_rss_mb", "cpu_added_mb", "cuda_p
 # %% [markdown]
 # ## Results
 
-# %%
+# %% tags=["nbval-check-output"]
 save_results(
     out, notebook="02_lora_sft", params=params, provenance=session.provenance(),
     headline={
@@ -406,7 +406,7 @@ print(f"{headline['group']}: base {headline['before']['accuracy']:.1%} -> fine-t
 # ## Conclusion
 # Written from the numbers above when the notebook runs.
 
-# %%
+# %% tags=["nbval-check-output"]
 sentences = [comparison.verdict(headline),
              f"Paired on {headline['group']}: {paired['n_fixed']} problems fixed, {paired['n_broken']} broken "
              f"(exact McNemar p = {paired['mcnemar_p']:.3g}).",

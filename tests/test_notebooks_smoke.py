@@ -1,23 +1,25 @@
 """Every notebook runs end to end with its smoke parameters through the runner, writes only into
-its (temporary) reports folder, and nbval re-runs the executed notebook to check that its tagged
-outputs are reproducible."""
+its (temporary) reports folder, and the values of its checked cells (training losses, evaluation
+results, headline, conclusion) equal those of the stored reference in tests/references/.
+
+Each notebook is executed once: nbval compares a replay of the fresh run's outputs with the stored
+ones (see tests/notebook_references.py). `python -m tests.refresh_references` stores new references.
+"""
 
 import json
-import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 
+import jupytext
+import nbformat
 import pytest
 
 from mathkit.cli.notebook_registry import available
+from tests.notebook_references import (REFRESH_COMMAND, ROOT, checked_cells, compare_with_reference,
+                                       first_line, reference_path, replay_notebook, run_smoke)
 
-ROOT = Path(__file__).parent.parent
 SPECS = available(ROOT / "notebooks")
 WATCHED = ("runs", "reports")  # where a run could leave checkpoints or outputs in the checkout
-# The runner strips progress bars from the notebooks it publishes; the nbval re-run must not draw
-# them either, or a checked cell has a stderr output its reference lacks.
-QUIET = {"HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
 
 
 def checkout_files() -> dict[str, float]:
@@ -28,12 +30,10 @@ def checkout_files() -> dict[str, float]:
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
-def test_smoke_run_and_nbval(spec, tmp_path):
+def test_smoke_run_matches_reference(spec, tmp_path):
     reports = tmp_path / "reports"
     before = checkout_files()
-    run = subprocess.run([sys.executable, "-m", "mathkit", "run", spec.name, "--profile", "smoke",
-                          "--reports-dir", str(reports), "--quiet"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    run = run_smoke(spec.name, reports)
     assert run.returncode == 0, run.stderr[-3000:]
     assert checkout_files() == before, "the smoke run wrote into the checkout (checkpoints, reports)"
     results = json.loads((reports / spec.name / "results.json").read_text())
@@ -43,9 +43,75 @@ def test_smoke_run_and_nbval(spec, tmp_path):
     assert list((reports / spec.name).glob("*.png")), "the report has no charts"
     assert (reports / f"{spec.name}.html").stat().st_size > 10_000
 
-    executed = reports / f"{spec.name}.ipynb"
-    nbval = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                            "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
-                            str(executed)],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, **QUIET})
-    assert nbval.returncode == 0, nbval.stdout[-4000:]
+    nbval = compare_with_reference(reports / f"{spec.name}.ipynb", spec.name, tmp_path)
+    assert nbval.returncode == 0, (
+        f"{spec.name}: checked outputs differ from tests/references/{spec.name}.ipynb (below). If the "
+        f"change is meant, store new references with `{REFRESH_COMMAND} {spec.name}` and review the "
+        f"diff.\n" + nbval.stdout[-6000:])
+
+
+# ---- fast checks of the references and of the comparison itself (no notebook is executed) ----
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_reference_is_stored_for_the_cells_the_notebook_checks(spec):
+    """A tag added or removed, or a checked cell rewritten, without storing new references fails here
+    in seconds, before the smoke run would."""
+    path = reference_path(spec.name)
+    assert path.is_file(), f"no reference for {spec.name}: run `{REFRESH_COMMAND} {spec.name}`"
+    stored = checked_cells(nbformat.read(path, as_version=4))
+    source = checked_cells(jupytext.read(ROOT / "notebooks" / f"{spec.name}.py"))
+    assert [first_line(c.source) for c in stored] == [first_line(c.source) for c in source], (
+        f"the checked cells of notebooks/{spec.name}.py changed: run `{REFRESH_COMMAND} {spec.name}`")
+    assert len(stored) >= 3, "check the training/evaluation/headline cells, not only the set-up"
+    assert all(c.outputs for c in stored), "a checked cell of the reference printed nothing"
+    text = json.dumps([c.outputs for c in stored])
+    assert "/tmp/" not in text and str(ROOT) not in text, "absolute paths in the reference's outputs"
+
+
+@pytest.fixture(scope="module")
+def reference_01():
+    path = reference_path("01_arithmetic_cot")
+    if not path.is_file():
+        pytest.skip("no stored reference for 01_arithmetic_cot")
+    return nbformat.read(path, as_version=4)
+
+
+def _compare(fresh, tmp_path):
+    fresh_path = tmp_path / "fresh.ipynb"
+    nbformat.write(fresh, fresh_path)
+    return compare_with_reference(fresh_path, "01_arithmetic_cot", tmp_path)
+
+
+def _edit_stream(nb, words: str, edit) -> None:
+    """Apply ``edit`` to the stdout of the checked cell that prints ``words``."""
+    for cell in checked_cells(nb):
+        for output in cell.outputs:
+            if output.output_type == "stream" and words in output.text:
+                output.text = edit(output.text)
+                return
+    raise AssertionError(f"no checked cell prints {words!r}")
+
+
+def test_comparison_passes_on_the_reference_and_ignores_timings(reference_01, tmp_path):
+    """The reference against itself passes, also with other durations and speeds (sanitized)."""
+    fresh = nbformat.from_dict(json.loads(json.dumps(reference_01)))
+    _edit_stream(fresh, "final train loss", lambda t: re.sub(r"in \d+ s \([\d,]+ tokens/s\)", "in 123 s (1,234,567 tokens/s)", t))
+    nbval = _compare(fresh, tmp_path)
+    assert nbval.returncode == 0, nbval.stdout[-3000:]
+    assert "passed" in nbval.stdout
+
+
+def test_comparison_fails_when_a_checked_value_changes(reference_01, tmp_path):
+    """One digit of the final training loss changed: nbval reports that cell."""
+    fresh = nbformat.from_dict(json.loads(json.dumps(reference_01)))
+    _edit_stream(fresh, "final train loss", lambda t: re.sub(r"final train loss (\d)", lambda m: f"final train loss {(int(m[1]) + 1) % 10}", t))
+    nbval = _compare(fresh, tmp_path)
+    assert nbval.returncode != 0
+    assert "Cell outputs differ" in nbval.stdout and "final train loss" in nbval.stdout
+
+
+def test_replay_refuses_a_reference_that_checks_other_cells(reference_01):
+    fresh = nbformat.from_dict(json.loads(json.dumps(reference_01)))
+    checked_cells(fresh)[-1].metadata["tags"].remove("nbval-check-output")
+    with pytest.raises(AssertionError, match="refresh_references"):
+        replay_notebook(fresh, reference_01, "01_arithmetic_cot")
