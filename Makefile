@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mathkit-installed
 
-.PHONY: venv report report-all test test-fast sync dist clean-reports
+.PHONY: venv report report-all test test-fast sync dist refresh-references clean-reports
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ test: venv
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not notebook and not slow"
+
+# Store new smoke-test references (tests/references/) after an intended change; review the git diff.
+refresh-references: venv
+	$(BIN)/python -m tests.refresh_references
 
 # Regenerate every notebooks/*.ipynb from its .py source of truth (outputs stay empty).
 sync: venv

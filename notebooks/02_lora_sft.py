@@ -16,19 +16,24 @@
 # %% [markdown]
 # # 02 · LoRA fine-tuning for math reasoning: base vs fine-tuned
 #
-# Does a small LoRA adapter, trained on worked solutions, make a small instruction model better at
-# grade-school math problems it has **not** seen? This notebook reproduces the TinyLlama/Mistral
-# LoRA recipe (r=32, alpha=64, dropout 0.1 on every attention and MLP projection; cosine learning
-# rate with 5% warmup, weight decay 0.05, gradient accumulation 8; loss on the solution only; the
-# checkpoint with the lowest validation loss kept) and measures it honestly:
+# What does a small LoRA adapter, trained on worked solutions, teach a small instruction model? This
+# notebook reproduces the TinyLlama/Mistral LoRA recipe (r=32, alpha=64, dropout 0.1 on every
+# attention and MLP projection; cosine learning rate with 5% warmup, weight decay 0.05; loss on the
+# solution only; the checkpoint with the lowest validation loss kept) and separates two questions
+# with three evaluation groups, each disjoint from training and from the others:
 #
-# * the base model is evaluated **first**, with the same prompt and greedy decoding as the
-#   fine-tuned one, on problems from GSM-Symbolic templates that are held out of training (the
-#   original GSM8K problem of each held-out template and new variants of it);
-# * every accuracy comes with its n and a 95% Wilson interval, and the paired change with an exact
-#   McNemar test, since the same problems are solved before and after;
-# * the adapter is saved, reloaded into a fresh base model, and must generate exactly what the
-#   trained model generated before it is evaluated.
+# * **in_template**: new-number variants of the GSM-Symbolic templates training used. Did it learn
+#   the procedures it was shown?
+# * **held_out**: the templates held out of training (their GSM8K originals and variants). Does
+#   it generalize to problem structures it never saw?
+# * **arithmetic**: held-out digit arithmetic.
+#
+# The base model is evaluated **first**, with the same prompt and greedy decoding as the fine-tuned
+# one; each group is its own evaluation, so both models (and the fine-tuned model with a calculator,
+# a third arm) see the same problems in the same batches. Every accuracy comes with its n and a 95%
+# Wilson interval, every paired change with an exact McNemar test. The adapter is saved, reloaded
+# into a fresh base model, and must generate exactly what the trained model generated before it is
+# evaluated.
 #
 # Locally the model is SmolLM2-135M-Instruct (bundled offline) on CPU; the Kaggle parameter files
 # run TinyLlama-1.1B-Chat and Mistral-7B-Instruct (4-bit NF4, paged 8-bit AdamW) on the hub data
@@ -91,7 +96,10 @@ train_sources = [{"name": "gsm_symbolic", "split": "train", "n": 12}, {"name": "
 n_train = 12
 n_val = 4
 drop_long_examples = True
-eval_sources = [{"name": "gsm8k_originals", "split": "test", "n": 4}]
+eval_groups = {"in_template": [{"name": "gsm_symbolic", "split": "train", "n": 4}],
+               "held_out": [{"name": "gsm8k_originals", "split": "test", "n": 4}],
+               "arithmetic": [{"name": "arithmetic", "split": "test", "n": 4}]}
+eval_seed = 1
 prompt_style = "plain"
 system_prompt = None
 lora_r = 32
@@ -107,6 +115,7 @@ merge = False
 n_reload_check = 2
 reload_max_new_tokens = 8
 n_examples_shown = 1
+trials = []
 
 # %% [markdown]
 # ## Provenance
@@ -125,13 +134,12 @@ from mathkit.data.formatting import format_dataset
 from mathkit.data import splits
 from mathkit.evaluation.calculator import calculator_supported
 from mathkit.evaluation.evaluator import evaluate_model
-from mathkit.evaluation.metrics import headline_accuracy
 from mathkit.memory import release_memory, track_peak_memory
 from mathkit.models import describe, load, save
 from mathkit.params.lora_sft import LoraSftParams
 from mathkit.reporting import comparison
 from mathkit.reporting.charts import plot_loss_curves
-from mathkit.reporting.conclusion import conclusion_markdown
+from mathkit.reporting.conclusion import accuracy_text, comparison_sentence, conclusion_markdown, truncation_sentence
 from mathkit.reporting.results import save_figure, save_results
 from mathkit.session import start
 from mathkit.training import lora, train
@@ -146,9 +154,12 @@ session.show_provenance()
 # %% [markdown]
 # ## Data
 # Training problems come only from the *training* GSM-Symbolic templates (plus word-free
-# arithmetic); the headline evaluation uses the held-out templates. The validation set that picks
-# the best checkpoint is cut from the training pool, so the held-out templates never influence
-# training. No evaluated problem may appear in training.
+# arithmetic). The validation set that picks the best checkpoint is cut from the training pool, so
+# no evaluation group influences training. The groups are drawn with `eval_seed`, not the training
+# seed: GSM-Symbolic seeds each template's variants by (seed, template), so the in-template group
+# gets other numbers than training; a variant that happens to equal a training problem is dropped
+# (counted below). The leak check then compares every group with the training pool (held-out
+# templates trained on, problem texts in training) and the groups with each other.
 
 # %% tags=["nbval-check-output"]
 with session.stage("data"):
@@ -156,16 +167,21 @@ with session.stage("data"):
     pool = pool.select(range(min(params.n_train + params.n_val, len(pool))))
     split = pool.train_test_split(test_size=params.n_val, seed=params.seed)
     train_rows, val_rows = split["train"], split["test"]
-    eval_set, eval_provenance = combine_sources(params.eval_sources, seed=params.seed)
-leaks = splits.find_leaks(pool, eval_set)
-for name, rows in {"train": train_rows, "validation": val_rows, "evaluation": eval_set}.items():
+    groups, group_provenance, redrawn = {}, {}, {}
+    for name, specs in params.eval_groups.items():
+        drawn, group_provenance[name] = combine_sources(specs, seed=params.eval_seed)
+        groups[name], redrawn[name] = splits.drop_seen(drawn, pool)
+leaks = splits.group_leaks(pool, groups)
+for name, rows in {"train": train_rows, "validation": val_rows, **groups}.items():
     session.record_data(name, len(rows))
-print(f"train {len(train_rows)} | validation {len(val_rows)} | evaluation {len(eval_set)}")
+print(f"train {len(train_rows)} | validation {len(val_rows)}")
 print("training sources:", dict(sorted(Counter(train_rows["source"]).items())))
-print("evaluation groups:", dict(sorted(Counter(map(comparison.eval_group, eval_set)).items())))
-print(f"held-out templates in training: {len(leaks['held_out_templates'])}, "
-      f"evaluation problems in training: {len(leaks['problems'])}")
-assert not leaks["held_out_templates"] and not leaks["problems"], leaks
+for name, rows in groups.items():
+    print(f"{name}: {len(rows)} problems, {dict(sorted(Counter(rows['source']).items()))}; "
+          f"{redrawn[name]} equal to a training problem (dropped); "
+          f"templates training never saw: {len(leaks['unseen_templates'][name])}")
+print(f"leaks between training and the groups, or between groups: {splits.leak_count(leaks)}")
+assert splits.leak_count(leaks) == 0, leaks
 
 # %% [markdown]
 # ## Model
@@ -197,17 +213,17 @@ print(example["prompt"] + example["completion"])
 
 # %% [markdown]
 # ## Evaluate the base model
-# Before any training, with the prompt and decoding the fine-tuned model will get.
+# Before any training, with the prompt and decoding the fine-tuned model will get: one evaluation
+# per group, so a group's batches never depend on another group.
 
 # %% tags=["nbval-check-output"]
 eval_kwargs = dict(style=params.prompt_style, system_prompt=params.system_prompt, progress=False,
                    batch_size=params.eval_batch_size, max_new_tokens=params.max_new_tokens, bf16=params.eval_bf16)
 with session.stage("base evaluation"), track_peak_memory() as base_eval_memory:
-    base_eval = evaluate_model(model, tokenizer, eval_set, records_path=out / "records" / "base.jsonl",
-                               **eval_kwargs)
-s = base_eval.summary
-print(f"base accuracy {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}] (n={s['n']}), "
-      f"{s['tokens_per_second']:.0f} tokens/s")
+    base_evals = {name: evaluate_model(model, tokenizer, rows, records_path=out / "records" / f"base_{name}.jsonl",
+                                       **eval_kwargs) for name, rows in groups.items()}
+for name, ev in base_evals.items():
+    print(f"base, {name}: {accuracy_text(ev.summary)}; {ev.summary['tokens_per_second']:.0f} tokens/s")
 
 # %% [markdown]
 # ## Train the LoRA adapter
@@ -241,13 +257,12 @@ fig = plot_loss_curves(metrics_file, title=f"LoRA fine-tuning of {params.base_mo
 save_figure(fig, out, "loss_curves")
 
 # %% [markdown]
-# The learning rate of the cpu profile was compared with one other before this report (same seed
-# and data), recorded here and not re-run by it:
-#
-# | learning rate | best validation loss | held-out templates | all problems |
-# |---|---|---|---|
-# | 5e-4 (the profile) | 0.77 | 1/120 | 13/260 |
-# | 1e-3 | 0.68 | 3/120 | 16/260 |
+# ### Trials that chose the profile
+# Recorded **before** this run, in the profile's `trials` parameter, and not re-run by it: the
+# learning rates, steps and data sizes tried, each with its own set-up as the table says.
+
+# %%
+display(Markdown(comparison.trials_markdown(params.trials)))
 
 # %% [markdown]
 # ## Save, reload, compare
@@ -285,90 +300,84 @@ if params.merge:
 
 # %% [markdown]
 # ## Evaluate the fine-tuned model
-# The same problems, prompts, batches and decoding as the base model.
+# The same groups, problems, prompts, batches and decoding as the base model.
 
 # %% tags=["nbval-check-output"]
 with session.stage("tuned evaluation"), track_peak_memory() as tuned_eval_memory:
-    tuned_eval = evaluate_model(tuned, tokenizer, eval_set, records_path=out / "records" / "tuned.jsonl",
-                                **eval_kwargs)
-s = tuned_eval.summary
-print(f"fine-tuned accuracy {s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}] (n={s['n']}), "
-      f"{s['tokens_per_second']:.0f} tokens/s")
-print(comparison.pairing_note(base_eval, tuned_eval))
+    tuned_evals = {name: evaluate_model(tuned, tokenizer, rows, records_path=out / "records" / f"tuned_{name}.jsonl",
+                                        **eval_kwargs) for name, rows in groups.items()}
+for name, ev in tuned_evals.items():
+    print(f"fine-tuned, {name}: {accuracy_text(ev.summary)}; {ev.summary['tokens_per_second']:.0f} tokens/s. "
+          + comparison.pairing_note(base_evals[name], ev))
 
 # %% [markdown]
 # ## Arithmetic or set-up?
 # A small model can set a step up right and still compute it wrong (`3*68=184`), and every later
-# step inherits the error. With `calculator_check`, both models solve the same problems again, in
-# the same batches, while a calculator writes the result of every `expression =` they generate
-# (`mathkit.evaluation.calculator`; GSM8K's authors ran their models the same way). What the
-# calculator adds is what arithmetic errors cost; what stays wrong was set up wrong.
+# step inherits the error. With `calculator_check`, the fine-tuned model solves every group again,
+# in the same batches, while a calculator writes the result of every `expression =` it generates
+# (`mathkit.evaluation.calculator`; GSM8K's authors ran their models the same way): a third arm.
+# What the calculator adds is what arithmetic errors cost; what stays wrong was set up wrong.
 
 # %% tags=["nbval-check-output"]
-calculator_rows, calculator_uses = None, None
+calc_evals = {}
 if params.calculator_check and not calculator_supported(tokenizer):
     print(f"calculator check skipped: {params.base_model}'s tokenizer does not write digits one token each")
 elif params.calculator_check:
-    calc_kwargs = {**eval_kwargs, "calculator": True}
-    with session.stage("calculator check"):
-        tuned_calc = evaluate_model(tuned, tokenizer, eval_set,
-                                    records_path=out / "records" / "tuned_calculator.jsonl", **calc_kwargs)
-        del tuned
-        release_memory()
-        base_fresh, _ = load(params.base_model, **load_kwargs)
-        base_calc = evaluate_model(base_fresh, tokenizer, eval_set,
-                                   records_path=out / "records" / "base_calculator.jsonl", **calc_kwargs)
-        del base_fresh
-    held_out = comparison.is_held_out if any(map(comparison.is_held_out, base_eval.records)) else (lambda r: True)
-    calculator_rows = [
-        comparison.subset_row(base_eval.records, base_calc.records, held_out, "base model"),
-        comparison.subset_row(tuned_eval.records, tuned_calc.records, held_out, "fine-tuned model"),
-        comparison.subset_row(base_calc.records, tuned_calc.records, held_out, "both with calculator"),
-    ]
-    calculator_uses = {"base": base_calc.summary["calculator_uses"], "tuned": tuned_calc.summary["calculator_uses"]}
-    display(Markdown(comparison.comparison_markdown(calculator_rows[:2],
-                                                    labels=("without calculator", "with calculator"))))
-    display(Markdown(comparison.pairing_note(base_eval, base_calc, may_differ=("calculator",)) + " "
-                     f"Results written by the calculator: {calculator_uses['base']} for the base model, "
-                     f"{calculator_uses['tuned']} for the fine-tuned one. " + comparison.verdict(calculator_rows[2])))
+    with session.stage("calculator arm"), track_peak_memory() as calc_eval_memory:
+        calc_evals = {name: evaluate_model(tuned, tokenizer, rows, calculator=True,
+                                           records_path=out / "records" / f"tuned_calculator_{name}.jsonl",
+                                           **eval_kwargs) for name, rows in groups.items()}
+    for name, ev in calc_evals.items():
+        print(f"fine-tuned with calculator, {name}: {accuracy_text(ev.summary)}; "
+              f"{ev.summary['calculator_uses']} results written by the calculator. "
+              + comparison.pairing_note(tuned_evals[name], ev, may_differ=("calculator",)))
 
 # %% [markdown]
 # ## Report
-# Accuracy before and after with 95% intervals. The headline is the **held-out templates**
-# (problem structures training never saw: their GSM8K originals and new variants). Where the
-# evaluation includes them, the originals of the *training* templates (structures seen as
-# variants, the original problems never) and held-out arithmetic separate "learned the problems it
-# saw variants of" from "reasons better". Then the paired change and the problems fixed and broken.
+# Per group: base and fine-tuned accuracy with 95% intervals, the paired change (problems fixed and
+# broken, exact McNemar test) and the fine-tuned model with the calculator, all on the same
+# problems and batches. **in_template** answers "did it learn the procedures it was shown?",
+# **held_out** "does it generalize to structures it never saw?". Then the problems fixed and broken.
 
 # %% tags=["nbval-check-output"]
-headline = comparison.headline_row(base_eval.records, tuned_eval.records)
-groups = comparison.comparison_rows(base_eval.records, tuned_eval.records)
-paired_all = comparison.compare_records(base_eval, tuned_eval)
-held_ids = {r["id"] for r in base_eval.records if comparison.is_held_out(r)}
-paired = (comparison.compare_records([r for r in base_eval.records if r["id"] in held_ids],
-                                     [r for r in tuned_eval.records if r["id"] in held_ids])
-          if held_ids else paired_all)
-display(Markdown(comparison.comparison_markdown([headline] + groups)))
-display(Markdown(f"Paired change on {headline['group']}: {paired['n_fixed']} fixed, {paired['n_broken']} "
-                 f"broken; exact McNemar p = {paired['mcnemar_p']:.3g}. " + comparison.verdict(headline)))
+rows = [comparison.group_row(name, base_evals[name], tuned_evals[name], calc_evals.get(name)) for name in groups]
+display(Markdown(comparison.groups_markdown(rows)))
+display(Markdown(" ".join(comparison.verdict(r) for r in rows)))
 
 # %%
-fig = comparison.plot_before_after([headline] + groups[1:], title=f"{params.base_model}: base vs LoRA fine-tuned")
+fig = comparison.plot_before_after(rows, title=f"{params.base_model}: base vs LoRA fine-tuned, by group")
 save_figure(fig, out, "accuracy_before_after")
 
 # %% tags=["nbval-check-output"]
+paired_all = comparison.compare_records([r for ev in base_evals.values() for r in ev.records],
+                                        [r for ev in tuned_evals.values() for r in ev.records])
 display(Markdown(comparison.examples_markdown(paired_all, "fixed", n=params.n_examples_shown)))
 display(Markdown(comparison.examples_markdown(paired_all, "broken", n=params.n_examples_shown)))
 
+# %% [markdown]
+# ### Cost
+# The measured times of this run. The local cpu profile (fp32 on a 2-core CPU without native bf16,
+# two threads) was sized before it ran, as an estimate: ~190k training tokens at the ~110 tokens/s
+# a thread expected of fp32 LoRA (~17 min on two threads); ~90k generated tokens over the three arms
+# of 220 problems at the ~45 tokens/s a thread that batched fp32 generation reached in earlier runs
+# (~20 min, more when the base model writes to the token limit); ~3 min to load and check: about
+# 40-45 minutes in all (~70 on one thread). `benchmarks/train_throughput.py` measures the training
+# speed of this path against a plain PEFT loop.
+
 # %%
-cost = pd.DataFrame([
-    {"phase": "base evaluation", "seconds": round(base_eval.summary["seconds"]),
-     "tokens/s": round(base_eval.summary["tokens_per_second"], 1), **base_eval_memory.as_dict()},
-    {"phase": "training", "seconds": round(result.train_runtime_s),
-     "tokens/s": round(result.tokens_per_s, 1), **result.memory},
-    {"phase": "fine-tuned evaluation", "seconds": round(tuned_eval.summary["seconds"]),
-     "tokens/s": round(tuned_eval.summary["tokens_per_second"], 1), **tuned_eval_memory.as_dict()},
-])
+def phase(name, evals, memory):
+    seconds = sum(ev.summary["seconds"] for ev in evals.values())
+    tokens = sum(ev.summary["new_tokens"] for ev in evals.values())
+    gen_seconds = sum(ev.summary["generation_seconds"] for ev in evals.values())
+    return {"phase": name, "seconds": round(seconds), "tokens/s": round(tokens / gen_seconds, 1) if gen_seconds else None,
+            **memory.as_dict()}
+
+phases = [phase("base evaluation", base_evals, base_eval_memory),
+          {"phase": "training", "seconds": round(result.train_runtime_s), "tokens/s": round(result.tokens_per_s, 1), **result.memory},
+          phase("fine-tuned evaluation", tuned_evals, tuned_eval_memory)]
+if calc_evals:
+    phases.append(phase("fine-tuned with calculator", calc_evals, calc_eval_memory))
+cost = pd.DataFrame(phases)
 cost[["phase", "seconds", "tokens/s", "cpu_peak_rss_mb", "cpu_added_mb", "cuda_peak_allocated_mb", "scope"]]
 
 # %% [markdown]
@@ -377,42 +386,46 @@ cost[["phase", "seconds", "tokens/s", "cpu_peak_rss_mb", "cpu_added_mb", "cuda_p
 # %% tags=["nbval-check-output"]
 save_results(
     out, notebook="02_lora_sft", params=params, provenance=session.provenance(),
-    headline={
-        "base_accuracy": headline_accuracy(headline["before"]),
-        "tuned_accuracy": headline_accuracy(headline["after"]),
-        "trainable_percent": round(trainable["percent"], 3),
-        "train_tokens_per_s": round(result.tokens_per_s, 1),
-    },
+    headline={**comparison.groups_headline(rows), "train_tokens_per_s": round(result.tokens_per_s, 1),
+              "trainable_percent": round(trainable["percent"], 3)},
     metrics={
-        "headline_set": headline["group"], "headline": headline, "groups": groups,
-        "base": base_eval.summary, "tuned": tuned_eval.summary,
-        "delta_pp": headline["delta_pp"], "relative_improvement": headline["relative"],
-        "paired": {k: paired[k] for k in ("n", "n_fixed", "n_broken", "both_correct", "both_wrong",
-                                          "mcnemar_p")},
+        "groups": rows,
+        "base": {name: ev.summary for name, ev in base_evals.items()},
+        "tuned": {name: ev.summary for name, ev in tuned_evals.items()},
+        "tuned_calculator": {name: ev.summary for name, ev in calc_evals.items()} or None,
         "training": result.as_dict(), "trainable": trainable,
         "memory": {"base_eval": base_eval_memory.as_dict(), "tuned_eval": tuned_eval_memory.as_dict(),
                    "training": result.memory},
+        "cost": phases,
         "reload_identical": reload_check["identical"],
-        "calculator_check": ({"rows": calculator_rows, "uses": calculator_uses}
-                             if calculator_rows else None),
-        "data": {"train": len(train_ds), "validation": len(val_ds), "evaluation": len(eval_set),
-                 "provenance": provenance, "eval_provenance": eval_provenance},
+        "trials": params.trials,
+        "data": {"train": len(train_ds), "validation": len(val_ds),
+                 "groups": {name: len(rows_) for name, rows_ in groups.items()},
+                 "dropped_as_in_training": redrawn, "leaks": leaks,
+                 "provenance": provenance, "group_provenance": group_provenance},
     },
 )
-print(f"{headline['group']}: base {headline['before']['accuracy']:.1%} -> fine-tuned "
-      f"{headline['after']['accuracy']:.1%} ({headline['delta_pp']:+.1f} pp, n={headline['before']['n']})")
+for r in rows:
+    print(f"{r['group']}: base {accuracy_text(r['before'])} -> fine-tuned {accuracy_text(r['after'])} "
+          f"({r['delta_pp']:+.1f} pp)")
 
 # %% [markdown]
 # ## Conclusion
 # Written from the numbers above when the notebook runs.
 
 # %% tags=["nbval-check-output"]
-sentences = [comparison.verdict(headline),
-             f"Paired on {headline['group']}: {paired['n_fixed']} problems fixed, {paired['n_broken']} broken "
-             f"(exact McNemar p = {paired['mcnemar_p']:.3g}).",
-             f"Training: {result.global_step} optimizer steps at {result.tokens_per_s:.0f} tokens/s; "
-             f"{trainable['percent']:.2f}% of the parameters trainable."]
-if calculator_rows:
-    sentences.append(comparison.verdict(calculator_rows[1], labels=("without calculator", "with calculator")))
+sentences = [comparison.groups_moved_sentence(rows)]
+sentences += [comparison_sentence("the base model", r["before"], "the fine-tuned model", r["after"],
+                                  comparison.describe_group(r["group"]), p_value=r["paired"]["mcnemar_p"])
+              for r in rows]
+sentences += [comparison_sentence("the fine-tuned model", r["after"], "the same model with the calculator",
+                                  r["calculator"], comparison.describe_group(r["group"]),
+                                  p_value=r["calculator_paired"]["mcnemar_p"])
+              for r in rows if r["calculator"] is not None]
+sentences.append(f"Training: {result.global_step} optimizer steps on {len(train_ds)} examples at "
+                 f"{result.tokens_per_s:.0f} tokens/s; {trainable['percent']:.2f}% of the parameters trainable.")
+sentences.append(truncation_sentence({f"{arm} {name}": ev.summary for arm, evals in
+                                      (("base", base_evals), ("tuned", tuned_evals), ("calculator", calc_evals))
+                                      for name, ev in evals.items()}, params.max_new_tokens))
 display(Markdown(conclusion_markdown(sentences)))
 session.show_provenance()  # completes the table at the top: stage times, model, data sizes

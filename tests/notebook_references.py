@@ -12,10 +12,11 @@ on a copy of the reference, it would execute the notebook a second time (after t
 the smoke test also checks), with the parameters frozen in the reference instead of the current
 params/<notebook>/smoke.yaml, in a kernel started in the copy's folder. Instead, the notebook is run
 once, through the runner, and :func:`replay_notebook` builds a small notebook with one cell per
-checked cell: the cell *prints again what the fresh run printed* and its stored outputs are the
-reference's. ``pytest --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg`` on that notebook
-then compares the two exactly as nbval compares any notebook (same sanitizing, streams coalesced,
-images, metadata and execution counts ignored), in a kernel that starts in a second.
+checked cell: the cell *prints again what the fresh run printed* (read from a JSON file beside it)
+and its stored outputs are the reference's. ``pytest --nbval-lax --nbval-sanitize-with
+tests/nbval_sanitize.cfg`` on that notebook then compares the two exactly as nbval compares any
+notebook (same sanitizing, streams coalesced, images, metadata and execution counts ignored), in a
+kernel that starts in a second, and names the differing cell with both values.
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ SMOKE_ENV = {"HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_PROGRESS_
              "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
 
 REPLAY_HELPER = '''\
-# Prints again what a cell of the fresh smoke run printed, output by output.
+# Prints again what the checked cells of the fresh smoke run printed, output by output.
 import json, sys
 from IPython.display import publish_display_data
 
-def replay(outputs):
-    for output in json.loads(outputs):
+with open({outputs_file!r}, encoding="utf-8") as f:
+    FRESH_OUTPUTS = json.load(f)
+
+def replay(number):
+    for output in FRESH_OUTPUTS[number - 1]:
         if output["output_type"] == "stream":
             stream = getattr(sys, output["name"])
             stream.write(output["text"])
@@ -93,21 +97,21 @@ class ReferenceMismatch(AssertionError):
     """The fresh run and the stored reference do not check the same cells: the reference is stale."""
 
 
-def replay_notebook(fresh, reference, name: str):
+def replay_notebook(fresh, reference, name: str, outputs_file: str):
     """A notebook for nbval: per checked cell, code printing the fresh outputs, stored with the reference's.
 
-    Cells are paired in order. Raises :class:`ReferenceMismatch` when the two check a different
-    number of cells (a tag was added or removed since the reference was stored).
+    Cells are paired in order; the fresh outputs are read from ``outputs_file`` (next to the
+    notebook, see :func:`fresh_outputs`). Raises :class:`ReferenceMismatch` when the two check a
+    different number of cells (a tag was added or removed since the reference was stored).
     """
     fresh_cells, reference_cells = checked_cells(fresh), checked_cells(reference)
     if len(fresh_cells) != len(reference_cells):
         raise ReferenceMismatch(
             f"{name}: the notebook checks {len(fresh_cells)} cells, tests/references/{name}.ipynb "
             f"{len(reference_cells)}; store new references with `{REFRESH_COMMAND} {name}`")
-    cells = [nbformat.v4.new_code_cell(REPLAY_HELPER)]
+    cells = [nbformat.v4.new_code_cell(REPLAY_HELPER.format(outputs_file=outputs_file))]
     for number, (new, old) in enumerate(zip(fresh_cells, reference_cells), start=1):
-        source = (f"# {name}, checked cell {number}: {first_line(new.source)}\n"
-                  f"replay({json.dumps(json.dumps(_replayable(new.outputs)))})")
+        source = f"# {name}, checked cell {number}: {first_line(new.source)}\nreplay({number})"
         cell = nbformat.v4.new_code_cell(source, metadata={"tags": [CHECK_TAG]})
         cell.outputs = old.outputs
         cell.execution_count = number  # nbval does not compare cells it thinks were never run
@@ -117,16 +121,25 @@ def replay_notebook(fresh, reference, name: str):
     return nb
 
 
-def compare_with_reference(fresh_path: Path, name: str, workdir: Path, reference: Path | None = None):
+def fresh_outputs(fresh) -> list[list[dict]]:
+    """What each checked cell of the fresh run printed, for ``replay(number)``."""
+    return [_replayable(cell.outputs) for cell in checked_cells(fresh)]
+
+
+def compare_with_reference(fresh_path: Path, name: str, workdir: Path):
     """nbval (lax, sanitized) on the replay of ``fresh_path`` against the stored reference.
 
     Returns the finished ``pytest`` process; its stdout names each cell that differs, with both outputs.
     """
     fresh = nbformat.read(fresh_path, as_version=4)
-    stored = nbformat.read(reference or reference_path(name), as_version=4)
+    stored = nbformat.read(reference_path(name), as_version=4)
+    outputs_file = f"{name}.fresh-outputs.json"
     replay = workdir / f"{name}.replay.ipynb"
-    nbformat.write(replay_notebook(fresh, stored, name), replay)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                           "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE), str(replay)],
+    nbformat.write(replay_notebook(fresh, stored, name, outputs_file), replay)
+    (workdir / outputs_file).write_text(json.dumps(fresh_outputs(fresh)), encoding="utf-8")
+    # the kernel starts in the replay notebook's folder, where the outputs file is
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no",
+                           "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
+                           str(replay)],
                           cwd=workdir, capture_output=True, text=True, timeout=300,
                           env={**os.environ, **SMOKE_ENV})

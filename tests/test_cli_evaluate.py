@@ -101,9 +101,35 @@ def test_calculator_flag_reports_its_uses(llama_dir, data_file, tmp_path, capsys
     assert code == 2 and "drop --calculator" in err
 
 
+def test_stop_and_decoder_flags_reach_the_evaluator(llama_dir, data_file, tmp_path, capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        code, stdout, _ = _run(capsys, "--model", llama_dir, "--dataset", data_file, "--max-new-tokens", 6,
+                               "--style", "lm_eval_gsm8k", "--stop-string", "e", "--stop-string", "a",
+                               "--no-stop-at-answer", "--decoder", "generate", "--threads", 1,
+                               "--output", tmp_path / "s.jsonl", "--no-progress")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0 and "decoder generate" in stdout
+    settings = json.loads((tmp_path / "s.summary.json").read_text())["settings"]
+    assert settings["stop_strings"] == ["e", "a"] and settings["stop_at_answer"] is False
+    assert settings["decoder"] == "generate" and settings["style"] == "lm_eval_gsm8k"
+    records = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert all("e" not in r["completion"] and "a" not in r["completion"] for r in records)
+    code, _, _ = _run(capsys, "--model", llama_dir, "--dataset", data_file, "--max-new-tokens", 6,
+                      "--output", tmp_path / "t.jsonl", "--no-progress")
+    summary = json.loads((tmp_path / "t.summary.json").read_text())
+    assert summary["decoder"] == "compact" and summary["settings"]["stop_at_answer"] is True
+
+
 def test_bad_arguments_give_one_line_errors(llama_dir, data_file, tmp_path, capsys):
     code, _, err = _run(capsys, "--model", llama_dir, "--dataset", data_file, "--n", 0)
     assert code == 2 and "--n must be >= 1" in err
+    code, _, err = _run(capsys, "--model", llama_dir, "--dataset", data_file, "--threads", -1)
+    assert code == 2 and "--threads must be >= 1" in err
     code, _, err = _run(capsys, "--model", llama_dir, "--adapter", tmp_path, "--dataset", data_file)
     assert code == 2 and "adapter_config.json" in err
 

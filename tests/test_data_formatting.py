@@ -141,3 +141,18 @@ def test_real_smollm2_chat_template(smollm2_tokenizer):
     ids = tok(ex["prompt"])["input_ids"]
     full = tok(ex["prompt"] + ex["completion"])["input_ids"]
     assert full[:len(ids)] == ids  # the completion starts on a token boundary: loss masking is exact
+
+
+def test_lm_eval_gsm8k_style_is_the_harness_prompt():
+    """lm-evaluation-harness 0.4.13, task gsm8k, zero-shot, --apply_chat_template: one user turn
+    ``Question: {question}\nAnswer:`` and no system turn (the benchmark checks the real harness)."""
+    tok = make_tokenizer(CHATML)
+    problem = "Tom has 3 apples. How many?  "  # kept as given, as the harness's doc_to_text does
+    assert fm.build_prompt(tok, problem, style="lm_eval_gsm8k") == (
+        "<|im_start|>user\nQuestion: Tom has 3 apples. How many?  \nAnswer:<|im_end|>\n<|im_start|>assistant\n")
+    with_system = fm.build_prompt(tok, problem, style="lm_eval_gsm8k", system_prompt="Be brief.")
+    assert with_system.startswith("<|im_start|>system\nBe brief.<|im_end|>\n")
+    assert fm.build_prompt(make_tokenizer(None), "Q?", style="lm_eval_gsm8k") == "Question: Q?\nAnswer:"
+    assert fm.format_example(tok, ROW, style="lm_eval_gsm8k")["completion"].startswith("3 + 4 = 7\n#### 7")
+    assert fm.STYLE_STOP_STRINGS["lm_eval_gsm8k"] == ("Question:", "</s>", "<|im_end|>")
+    assert "lm_eval_gsm8k" not in fm.STYLES and "lm_eval_gsm8k" in fm.ALL_STYLES  # not a training style

@@ -199,3 +199,43 @@ def test_chat_prompts_starting_with_bos_get_no_second_bos():
 
     evaluate_model(Spy(tok, REPLIES), tok, ROWS[:2], prompt_fn=chat_prompt, progress=False)
     assert all(ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id for ids in seen)
+
+
+RAMBLING_REPLIES = {
+    "What is 5+7?": "5+7=12\n#### 12\n\nQuestion: What is 1+1?\n#### 2",   # answer, then a new problem
+    "What is 10-3?": "10-3=7. Question: and 8?",                           # a stop string, no answer line
+    "What is 2*2?": "2*2=4\n#### 4",                                       # ends by itself (EOS)
+}
+
+
+def test_math_answers_stop_after_the_answer_line_by_default(tok):
+    rows = [r for r in ROWS if r["problem"] in RAMBLING_REPLIES]
+    kw = dict(prompt_fn=plain_prompt, max_new_tokens=80, progress=False)
+    result = evaluate_model(OracleLM(tok, RAMBLING_REPLIES), tok, rows, **kw)
+    assert [r["completion"] for r in result.records] == ["5+7=12\n#### 12", "10-3=7. Question: and 8?",
+                                                         "2*2=4\n#### 4"]
+    assert [r["stopped_early"] for r in result.records] == [True, False, False]
+    s = result.summary
+    assert s["stopped_early"] == 1 and s["decoder"] == "generate"  # the oracle has no cache
+    assert s["settings"]["stop_at_answer"] is True and s["settings"]["stop_strings"] == []
+
+    full = evaluate_model(OracleLM(tok, RAMBLING_REPLIES), tok, rows, stop_at_answer=False, **kw)
+    assert full.records[0]["completion"] == RAMBLING_REPLIES["What is 5+7?"]
+    assert [r["extracted"] for r in full.records] == [r["extracted"] for r in result.records]
+
+    harness = evaluate_model(OracleLM(tok, RAMBLING_REPLIES), tok, rows, style="lm_eval_gsm8k",
+                             stop_at_answer=False, **kw)
+    assert [r["completion"] for r in harness.records][:2] == ["5+7=12\n#### 12\n\n", "10-3=7. "]
+    assert harness.summary["settings"]["stop_strings"] == ["Question:", "</s>", "<|im_end|>"]
+    assert harness.summary["stopped_early"] == 2
+
+
+def test_the_compacting_decoder_scores_like_generate(tok):
+    model = tiny_llama(tok, seed=5)
+    kw = dict(prompt_fn=plain_prompt, max_new_tokens=12, progress=False, batch_size=4,
+              stop_strings=["e"])
+    compact = evaluate_model(model, tok, ROWS, **kw)
+    static = evaluate_model(model, tok, ROWS, decoder="generate", **kw)
+    assert compact.summary["decoder"] == "compact" and static.summary["decoder"] == "generate"
+    assert compact.records == static.records
+    assert compact.summary["slot_use"] == 1.0 and compact.summary["stopped_early"] > 0

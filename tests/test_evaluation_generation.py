@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mathkit.evaluation.generation import generate_batched, stop_token_ids
+from mathkit.evaluation.stopping import StopRule
 from tests.test_evaluation_evaluator import tiny_llama, tiny_tokenizer
 
 PROMPTS = ["Question: What is 5+7?\nAnswer:", "Q: 1+1?\nA:", "Question: A long one about pens?\nAnswer:",
@@ -66,3 +67,45 @@ def test_stop_token_ids_include_the_generation_config_eos(decisive_model, tok):
         assert stop_token_ids(decisive_model, tok) == [tok.eos_token_id, 7]
     finally:
         decisive_model.generation_config.eos_token_id = tok.eos_token_id
+
+
+def _stopping_model(decisive_model, tok):
+    """The decisive model with two common characters as extra stop tokens (rows end apart)."""
+    decisive_model.generation_config.eos_token_id = [tok.eos_token_id] + tok.convert_tokens_to_ids(["e", "7"])
+    return decisive_model
+
+
+@pytest.mark.parametrize("stop", [None, StopRule(stop_strings=("(",)),
+                                  StopRule(stop_strings=("m8", "Q;"))])
+def test_compacting_and_generate_give_the_same_completions(decisive_model, tok, stop):
+    model = _stopping_model(decisive_model, tok)
+    try:
+        kw = dict(max_new_tokens=16, batch_size=3, progress=False, stop=stop)
+        compact = generate_batched(model, tok, PROMPTS, decoder="compact", **kw)
+        static = generate_batched(model, tok, PROMPTS, decoder="generate", **kw)
+        auto = generate_batched(model, tok, PROMPTS, **kw)
+    finally:
+        model.generation_config.eos_token_id = tok.eos_token_id
+    assert auto.decoder == "compact" and static.decoder == "generate"
+    for field in ("completions", "new_tokens", "finished", "stopped_early"):
+        assert getattr(compact, field) == getattr(static, field) == getattr(auto, field), field
+    assert compact.slot_use == 1.0 and compact.decode_slots <= static.decode_slots
+    if stop is not None:
+        assert any(compact.stopped_early)
+        for text, early in zip(compact.completions, compact.stopped_early):
+            assert not any(s in text for s in stop.stop_strings)  # cut before the stop string
+
+
+def test_decoder_choice(decisive_model, tok):
+    from mathkit.evaluation.generation import choose_decoder
+    from tests.test_evaluation_evaluator import OracleLM
+
+    assert choose_decoder(decisive_model, "auto", calculator=False) == "compact"
+    assert choose_decoder(decisive_model, "auto", calculator=True) == "generate"
+    assert choose_decoder(OracleLM(tok, {}), "auto", calculator=False) == "generate"
+    with pytest.raises(ValueError, match="calculator"):
+        choose_decoder(decisive_model, "compact", calculator=True)
+    with pytest.raises(ValueError, match="DynamicCache"):
+        choose_decoder(OracleLM(tok, {}), "compact", calculator=False)
+    with pytest.raises(ValueError, match="unknown decoder"):
+        choose_decoder(decisive_model, "paged", calculator=False)

@@ -38,11 +38,35 @@ def test_gpu_profile_trains_with_the_full_seed_recipe():
     assert [s["n"] for s in p.train_sources] == [3000, 5000, 1000]
 
 
-def test_cpu_profile_is_the_committed_run():
-    t = load_params(LoraSftParams, ROOT / "params" / "02_lora_sft" / "cpu.yaml").training
-    assert (t["learning_rate"], t["per_device_train_batch_size"], t["gradient_accumulation_steps"]) == (5e-4, 4, 4)
-    assert (t["max_steps"], t["num_train_epochs"], t["eval_steps"], t["optim"]) == (-1, 1.0, 15, "adamw_torch")
-    assert t["train_sampling_strategy"] == "group_by_length" and t["max_length"] == 384 and t["bf16"]
+def test_cpu_profile_is_the_reference_recipe_in_fp32():
+    p = load_params(LoraSftParams, ROOT / "params" / "02_lora_sft" / "cpu.yaml")
+    t = p.training
+    assert (t["learning_rate"], t["per_device_train_batch_size"] * t["gradient_accumulation_steps"]) == (5e-4, 8)
+    assert (t["max_steps"], t["num_train_epochs"], t["optim"]) == (-1, 1.0, "adamw_torch")
+    assert t["train_sampling_strategy"] == "group_by_length" and t["max_length"] == 384
+    assert t["bf16"] is False and p.eval_bf16 is False  # no native bf16 on this CPU: fp32 throughout
+    assert (p.lora_r, p.lora_alpha, p.prompt_style) == (32, 64.0, "gsm8k")
+    assert list(p.eval_groups) == ["in_template", "held_out", "arithmetic"] and p.eval_seed != p.seed
+    assert p.trials and all(list(trial) == list(p.trials[0]) for trial in p.trials)
+
+
+def test_every_profile_evaluates_held_out_templates_and_arithmetic_groups():
+    for path in PROFILES:
+        groups = load_params(LoraSftParams, path).eval_groups
+        assert {"held_out", "arithmetic"} <= set(groups), path.name
+        assert all(s.get("split") == "test" for s in groups["held_out"] + groups["arithmetic"]), path.name
+
+
+def test_default_groups_are_the_three_of_the_report():
+    p = LoraSftParams()
+    assert list(p.eval_groups) == ["in_template", "held_out", "arithmetic"]
+    assert p.eval_groups["in_template"][0]["split"] == "train" and (p.seed, p.eval_seed) == (0, 1)
+    assert p.trials == []
+
+
+def test_trials_are_one_table(tmp_path):
+    p = _load(tmp_path, "trials:\n  - {lr: '5e-4', steps: 58}\n  - {lr: '1e-3', steps: 58}\n")
+    assert [t["lr"] for t in p.trials] == ["5e-4", "1e-3"]
 
 
 def test_profiles_exist_and_validate():
@@ -69,6 +93,15 @@ def test_profiles_exist_and_validate():
     ("train_sources: [{name: gsm_symbolic, per_template: 3}]\n", "train_sources"),
     ("prompt_style: cot\n", "prompt_style"),
     ("eval_sources: [{name: gsm_symbolic, n: 0}]\n", "eval_sources"),
+    ("eval_groups: {}\n", "eval_groups"),
+    ("eval_groups: {held_out: []}\n", "eval_groups"),
+    ("eval_groups: {Held-Out: [{name: gsm8k_originals}]}\n", "eval_groups"),
+    ("eval_groups: {held_out: [{name: gsm8k_originals, n: 0}]}\n", "eval_groups"),
+    ("eval_groups: {held_out: [{name: gsm8k_originals, per_template: 2}]}\n", "eval_groups"),
+    ("eval_groups: {held_out: [{split: test}]}\n", "eval_groups"),
+    ("eval_seed: 0\n", "eval_seed"),
+    ("seed: 3\neval_seed: 3\n", "eval_seed"),
+    ("trials: [{lr: 1}, {steps: 2}]\n", "trials"),
     ("offload_folder: /tmp/off\n", "offload_folder"),
     ("lora_rank: 8\n", "lora_rank"),
 ])

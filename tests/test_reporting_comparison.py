@@ -193,3 +193,59 @@ def test_pairing_note_says_what_was_shared_or_what_differs():
         cmp.pairing_note(_result([1, 2]), _result([2, 1]))
     with pytest.raises(DataError, match="calculator"):
         cmp.pairing_note(_result([1]), _result([1], calculator=True))
+
+
+# ---- evaluation groups: base, fine-tuned and calculator arms ----
+
+def _arm(correct: list[bool], calculator: bool = False, uses: int = 0, batch_size: int = 32) -> EvalResult:
+    result = _result([], calculator=calculator, batch_size=batch_size)
+    result.records = [_rec(i, ok) for i, ok in enumerate(correct)]
+    result.summary["calculator_uses"] = uses
+    return result
+
+
+def test_group_row_pairs_the_arms_and_counts_the_change():
+    n = 100
+    base = _arm([i < 1 for i in range(n)])                      # 1/100
+    tuned = _arm([0 < i < 21 for i in range(n)])                # 20/100: fixed 20, broke 1
+    calc = _arm([0 < i < 41 for i in range(n)], calculator=True, uses=77)
+    row = cmp.group_row("in_template", base, tuned, calc)
+    assert (row["before"]["correct"], row["after"]["correct"], row["calculator"]["correct"]) == (1, 20, 40)
+    assert (row["paired"]["n_fixed"], row["paired"]["n_broken"]) == (20, 1) and row["paired"]["mcnemar_p"] < 1e-3
+    assert row["calculator_paired"]["n_fixed"] == 20 and row["calculator_uses"] == 77
+    assert "same 100 problems" in row["pairing"] and "same 100 problems" in row["pairing_calculator"]
+    assert cmp.moved(row) == "up" and "beats the base model" in cmp.verdict(row)
+    without = cmp.group_row("held_out", base, base)
+    assert without["calculator"] is None and cmp.moved(without) is None
+    with pytest.raises(DataError, match="batch_size"):  # arms on other batches are not paired
+        cmp.group_row("in_template", base, _arm([True] * n, batch_size=8))
+
+
+def test_groups_table_headline_and_sentence():
+    n = 100
+    base = _arm([i < 1 for i in range(n)])
+    rows = [cmp.group_row("in_template", base, _arm([i < 25 for i in range(n)]),
+                          _arm([i < 40 for i in range(n)], calculator=True)),
+            cmp.group_row("held_out", base, _arm([i < 3 for i in range(n)])),
+            cmp.group_row("arithmetic", _arm([i < 60 for i in range(n)]), _arm([i < 30 for i in range(n)]))]
+    md = cmp.groups_markdown(rows).splitlines()
+    assert md[0].startswith("| group | n | base | fine-tuned |") and len(md) == 5
+    assert md[2].startswith("| in_template | 100 | 1.0% [") and "| 24 / 0 |" in md[2] and md[2].endswith("] |")
+    assert md[3].endswith("| – |")  # no calculator arm for that group
+    head = cmp.groups_headline(rows)
+    assert list(head) == ["in_template", "held_out", "arithmetic"]
+    assert head["in_template"]["tuned"]["value"] == 0.25 and head["in_template"]["base"]["n"] == 100
+    assert set(head["in_template"]) == {"base", "tuned", "tuned_calculator"} and set(head["held_out"]) == {"base", "tuned"}
+    assert len(head["held_out"]["tuned"]["ci95"]) == 2
+    sentence = cmp.groups_moved_sentence(rows)
+    assert sentence == ("Fine-tuning raised in_template and lowered arithmetic (the 95% intervals of base and "
+                        "fine-tuned model do not overlap); held_out did not move beyond what the intervals can show.")
+    assert cmp.groups_moved_sentence(rows[1:2]).startswith("Fine-tuning moved none of the groups (held_out)")
+
+
+def test_trials_table_and_group_descriptions():
+    md = cmp.trials_markdown([{"lr": "5e-4", "steps": 58}, {"lr": "1e-3", "steps": 58}])
+    assert md.splitlines() == ["| lr | steps |", "|---|---|", "| 5e-4 | 58 |", "| 1e-3 | 58 |"]
+    assert cmp.trials_markdown([]) == "No trials are recorded for this profile."
+    assert "training templates" in cmp.describe_group("in_template")
+    assert cmp.describe_group("gsm8k_test") == "gsm8k test"

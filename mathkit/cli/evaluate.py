@@ -15,11 +15,14 @@ import logging
 import re
 from pathlib import Path
 
+from mathkit.data.formatting import ALL_STYLES
 from mathkit.errors import ParamsError
 from mathkit.evaluation.metrics import format_interval
 
 log = logging.getLogger(__name__)
 
+# mathkit.evaluation.generation.DECODERS, written out so that --help does not import torch
+DECODERS = ("auto", "compact", "generate")
 DEFAULT_OUTPUT_DIR = "runs/evaluate"  # scratch output, git-ignored; notebooks write reports/
 
 
@@ -45,7 +48,7 @@ def _output_path(args) -> Path:
 
 def _check(args) -> None:
     for flag, value in (("--n", args.n), ("--batch-size", args.batch_size),
-                        ("--max-new-tokens", args.max_new_tokens)):
+                        ("--max-new-tokens", args.max_new_tokens), ("--threads", args.threads or None)):
         if value is not None and value < 1:
             raise ParamsError(f"{flag} must be >= 1, got {value}")
     if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
@@ -92,7 +95,8 @@ def _print_summary(s: dict, calculator: bool) -> None:
     if s.get("thought_match"):
         print(f"thought match: {format_interval(s['thought_match'])}")
     print(f"tokens/s: {s['tokens_per_second']:.1f} ({s['new_tokens']} new tokens in "
-          f"{s['generation_seconds']:.1f} s)")
+          f"{s['generation_seconds']:.1f} s; decoder {s['decoder']}, {s['stopped_early']} stopped "
+          f"after their answer or at a stop string)")
     if calculator:
         print(f"calculator: {s['calculator_uses']} results written")
 
@@ -112,13 +116,19 @@ def _evaluate(args, out: Path) -> dict:
                             system_prompt=args.system_prompt, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens, bf16=args.bf16,
                             records_path=out, progress=not args.no_progress,
-                            calculator=args.calculator)
+                            calculator=args.calculator, stop_strings=args.stop_string,
+                            stop_at_answer=False if args.no_stop_at_answer else None,
+                            decoder=args.decoder)
     _print_summary(result.summary, args.calculator)
     return result.summary
 
 
 def cmd_evaluate(args) -> int:
     _check(args)
+    if args.threads:
+        from mathkit.env import set_threads
+
+        set_threads(args.threads)
     out = _output_path(args)
     summary = _evaluate(args, out)
     summary = {"model": args.model, "adapter": args.adapter, "dataset": args.dataset,
@@ -149,12 +159,23 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="prompts per generate call (default: 32)")
     p.add_argument("--max-new-tokens", type=int,
                    help="generation budget (default: 256; arithmetic: longest reference + 8)")
-    p.add_argument("--style", default="gsm8k", choices=("gsm8k", "think", "plain"),
-                   help="prompt style of mathkit.data.formatting (default: gsm8k)")
+    p.add_argument("--style", default="gsm8k", choices=ALL_STYLES,
+                   help="prompt style of mathkit.data.formatting (default: gsm8k; lm_eval_gsm8k: "
+                        "lm-evaluation-harness's gsm8k prompt and stop strings)")
     p.add_argument("--system-prompt", help="system prompt (default: the formatting module's)")
     p.add_argument("--bf16", action="store_true", help="generate under bf16 autocast")
     p.add_argument("--calculator", action="store_true",
                    help="write the result of every 'expression =' the model generates (mathkit.evaluation.calculator)")
+    p.add_argument("--stop-string", action="append", metavar="TEXT",
+                   help="end a completion before TEXT (repeatable; default: the style's, e.g. "
+                        "'Question:' for lm_eval_gsm8k)")
+    p.add_argument("--no-stop-at-answer", action="store_true",
+                   help="keep generating after a '#### n' or boxed answer line (default: stop there)")
+    p.add_argument("--decoder", default="auto", choices=DECODERS,
+                   help="auto (default): finished rows leave the batch where the model allows; "
+                        "generate: transformers' generate, every row until the longest ends")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 0: torch's choice; 1 is faster on a busy CPU)")
     p.add_argument("--load-in-4bit", action="store_true", help="NF4 weights via bitsandbytes")
     p.add_argument("--output", metavar="FILE",
                    help=f"records JSONL (default: {DEFAULT_OUTPUT_DIR}/<model>__<dataset>.jsonl)")

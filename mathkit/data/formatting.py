@@ -10,6 +10,12 @@ gsm8k    ``{solution}\\n#### {answer}``
 plain    ``{solution}\\n\\nThe final answer is $\\boxed{answer}$.``
 =======  ======================================================================================
 
+``lm_eval_gsm8k`` reproduces lm-evaluation-harness's zero-shot ``gsm8k`` task exactly, so that both
+tools can be run on the same prompts: the user turn is ``Question: {problem}\nAnswer:`` (the
+task's ``doc_to_text``; the problem as given, no instruction), with no system prompt unless one
+other than the default is passed (the harness's ``--system_instruction``), and its completion
+is the gsm8k one. Generation should stop where the harness stops: ``STYLE_STOP_STRINGS``.
+
 The user turn is the problem followed by ``STYLE_INSTRUCTIONS[style]`` (which tells a model that
 was never fine-tuned how to mark its answer, for zero-shot evaluation), after a system prompt
 (default ``DEFAULT_SYSTEM_PROMPT``; ``system_prompt=None`` means the default, ``""`` none).
@@ -36,7 +42,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SYSTEM_PROMPT = ("You are an expert mathematics tutor. Solve problems step-by-step, "
                          "showing your reasoning clearly.")
-STYLES: tuple[str, ...] = ("think", "gsm8k", "plain")
+STYLES: tuple[str, ...] = ("think", "gsm8k", "plain")   # the styles a model is trained in
+LM_EVAL_GSM8K = "lm_eval_gsm8k"
+ALL_STYLES: tuple[str, ...] = STYLES + (LM_EVAL_GSM8K,)  # plus the harness's prompt, for evaluation
 STYLE_INSTRUCTIONS: dict[str, str] = {
     "think": ("Think step by step inside <think> and </think>. After </think>, give the final answer "
               "as: The final answer is $\\boxed{answer}$."),
@@ -45,15 +53,19 @@ STYLE_INSTRUCTIONS: dict[str, str] = {
               "last line after ####."),
     "plain": ("Solve the problem step by step, then finish with: The final answer is $\\boxed{answer}$."),
 }
+# Where generation stops for each style besides EOS: the gsm8k task's ``until`` of lm-eval 0.4.13.
+STYLE_STOP_STRINGS: dict[str, tuple[str, ...]] = {LM_EVAL_GSM8K: ("Question:", "</s>", "<|im_end|>")}
 _FOLD_SEPARATOR = "\n\n"
 
 
 def _check_style(style: str) -> None:
-    if style not in STYLES:
-        raise DataError(f"unknown prompt style {style!r}; styles are {list(STYLES)}")
+    if style not in ALL_STYLES:
+        raise DataError(f"unknown prompt style {style!r}; styles are {list(ALL_STYLES)}")
 
 
-def _system(system_prompt: str | None) -> str:
+def _system(system_prompt: str | None, style: str = "gsm8k") -> str:
+    if style == LM_EVAL_GSM8K:  # the harness sends no system turn unless asked to
+        return "" if system_prompt in (None, DEFAULT_SYSTEM_PROMPT) else system_prompt
     return DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
 
 
@@ -66,6 +78,8 @@ def _bare(answer: str) -> str:
 def user_message(problem: str, style: str, include_instruction: bool = True) -> str:
     """The user turn: the problem, then the style's instruction."""
     _check_style(style)
+    if style == LM_EVAL_GSM8K:
+        return f"Question: {problem}\nAnswer:"
     return f"{problem.strip()}\n\n{STYLE_INSTRUCTIONS[style]}" if include_instruction else problem.strip()
 
 
@@ -77,7 +91,7 @@ def completion_text(row: Mapping[str, Any], style: str) -> str:
     _check_style(style)
     solution = str(row.get("solution") or "").strip()
     answer = _bare(str(row.get("answer") or ""))
-    if style == "gsm8k":
+    if style in ("gsm8k", LM_EVAL_GSM8K):
         final = f"#### {answer}" if answer else ""
         return "\n".join(p for p in (solution, final) if p)
     final = f"The final answer is $\\boxed{{{answer}}}$." if answer else ""
@@ -135,6 +149,8 @@ def _drop_template_bos(tokenizer, text: str) -> str:
 
 def _plain_prompt(system: str, problem: str, style: str, include_instruction: bool) -> str:
     head = f"{system}\n\n" if system else ""
+    if style == LM_EVAL_GSM8K:
+        return f"{head}{user_message(problem, style)}"
     tail = f"\n{STYLE_INSTRUCTIONS[style]}" if include_instruction else ""
     return f"{head}Problem: {problem.strip()}{tail}\n\nSolution:"
 
@@ -144,7 +160,7 @@ def _plain_prompt(system: str, problem: str, style: str, include_instruction: bo
 def build_prompt(tokenizer, problem: str, *, style: str, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
                  include_instruction: bool = True) -> str:
     """The text a model continues to solve ``problem``: it ends with the generation prompt."""
-    system, user = _system(system_prompt), user_message(problem, style, include_instruction)
+    system, user = _system(system_prompt, style), user_message(problem, style, include_instruction)
     if not has_chat_template(tokenizer):
         return _plain_prompt(system, problem, style, include_instruction)
     fold = _needs_fold(tokenizer, system, user)
@@ -155,7 +171,7 @@ def format_example(tokenizer, row: Mapping[str, Any], *, style: str,
                    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
                    include_instruction: bool = True) -> dict[str, str]:
     """``{"prompt", "completion"}`` for TRL's prompt/completion training (loss on the completion)."""
-    system, user = _system(system_prompt), user_message(str(row["problem"]), style, include_instruction)
+    system, user = _system(system_prompt, style), user_message(str(row["problem"]), style, include_instruction)
     reply = completion_text(row, style)
     if not has_chat_template(tokenizer):
         eos = getattr(tokenizer, "eos_token", None) or ""

@@ -1,8 +1,11 @@
-"""Checks between a training pool and an evaluation set: leaks, and examples too long to train on."""
+"""Checks between a training pool and evaluation sets: leaks (between training and each evaluation
+group, and between groups), and examples too long to train on."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from itertools import combinations
 
 from mathkit.data.gsm_symbolic import HELD_OUT_TEMPLATES
 
@@ -25,6 +28,54 @@ def find_leaks(train_rows, eval_rows) -> dict:
     seen = {p.strip() for p in train_rows["problem"]}
     return {"held_out_templates": sorted(held_out),
             "problems": sorted({p for p in eval_rows["problem"] if p.strip() in seen})}
+
+
+def _texts(rows) -> set[str]:
+    return {p.strip() for p in rows["problem"]}
+
+
+def _templates(rows) -> set[str]:
+    return {t for t in rows["template"] if t} if "template" in rows.column_names else set()
+
+
+def drop_seen(rows, seen_rows):
+    """``(kept, n_dropped)``: ``rows`` without the problems whose text is in ``seen_rows``.
+
+    A GSM-Symbolic template with few valid numbers can draw, under another seed, a variant that
+    training already holds; such a problem is dropped from an evaluation group, not evaluated.
+    """
+    seen = _texts(seen_rows)
+    keep = [i for i, p in enumerate(rows["problem"]) if p.strip() not in seen]
+    dropped = len(rows) - len(keep)
+    if dropped:
+        log.info("dropped %d of %d evaluation problems already in training", dropped, len(rows))
+    return (rows.select(keep) if dropped else rows), dropped
+
+
+def group_leaks(train_rows, groups: Mapping[str, object]) -> dict:
+    """Every leak between a training pool and named evaluation groups; all lists must be empty.
+
+    ``groups``: name -> ``datasets.Dataset``. Per group (``"groups"``), :func:`find_leaks` against
+    the training pool: held-out templates trained on, and problems whose exact text training
+    holds (for the in-template group, variants of trained templates, this is the check that its
+    new-number variants are new). ``"shared"``: problems two groups both hold, per ``"a & b"``
+    pair, so that no problem counts in two groups. ``"unseen_templates"``: per group, the GSM
+    templates that training never saw (an in-template group must have none).
+    """
+    trained_templates = _templates(train_rows)
+    return {
+        "groups": {name: find_leaks(train_rows, rows) for name, rows in groups.items()},
+        "shared": {f"{a} & {b}": sorted(_texts(groups[a]) & _texts(groups[b]))
+                   for a, b in combinations(groups, 2)},
+        "unseen_templates": {name: sorted(_templates(rows) - trained_templates)
+                             for name, rows in groups.items()},
+    }
+
+
+def leak_count(report: dict) -> int:
+    """How many leaks a :func:`group_leaks` report holds (unseen templates are not leaks)."""
+    per_group = sum(len(v) for leaks in report["groups"].values() for v in leaks.values())
+    return per_group + sum(len(v) for v in report["shared"].values())
 
 
 def drop_long_examples(dataset, tokenizer, max_length: int):

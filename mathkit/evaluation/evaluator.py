@@ -7,7 +7,10 @@ cache, optionally with the calculator), one scored record per row in dataset ord
 where every accuracy carries its n and Wilson interval. What differs between tasks is a
 :class:`mathkit.evaluation.scoring.Scorer`: math answers
 (:class:`~mathkit.evaluation.answer_scoring.MathAnswerScorer`, the default) or arithmetic
-(:class:`~mathkit.evaluation.arithmetic_scoring.ArithmeticScorer`). Records go to a JSONL file
+(:class:`~mathkit.evaluation.arithmetic_scoring.ArithmeticScorer`). Math answers stop after the
+final answer by default (:mod:`mathkit.evaluation.stopping`; the summary counts
+``stopped_early``), and a prompt style may bring stop strings of its own (the harness's
+``lm_eval_gsm8k`` stops at ``Question:``). Records go to a JSONL file
 (:mod:`mathkit.jsonl`) so that later notebooks can see exactly which problems changed.
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from mathkit.errors import DataError
 from mathkit.evaluation.answer_scoring import MathAnswerScorer
 from mathkit.evaluation.generation import generate_batched
 from mathkit.evaluation.scoring import Scorer
+from mathkit.evaluation.stopping import StopRule
 from mathkit.jsonl import write_jsonl
 
 log = logging.getLogger(__name__)
@@ -80,7 +84,22 @@ def _prompt_has_bos(tokenizer, prompts: list[str]) -> bool:
 def _generation_stats(gen, seconds: float) -> dict:
     return {"new_tokens": sum(gen.new_tokens), "tokens_per_second": gen.tokens_per_second,
             "generation_seconds": gen.seconds, "calculator_uses": gen.calculator_uses,
-            "seconds": seconds}
+            "stopped_early": sum(gen.stopped_early), "decoder": gen.decoder,
+            "slot_use": round(gen.slot_use, 4), "seconds": seconds}
+
+
+def stop_rule(scorer: Scorer, style: str, stop_strings: Sequence[str] | None,
+              stop_at_answer: bool | None) -> StopRule:
+    """The evaluation's stop rule: ``stop_strings`` (None: the style's, e.g. the harness's
+    ``Question:``) and the answer end (None: on for math answers, whose extractor reads the
+    first marked answer; arithmetic answers end at their own end marker)."""
+    from mathkit.data.formatting import STYLE_STOP_STRINGS
+
+    if stop_strings is None:
+        stop_strings = STYLE_STOP_STRINGS.get(style, ())
+    if stop_at_answer is None:
+        stop_at_answer = isinstance(scorer, MathAnswerScorer)
+    return StopRule(stop_strings=tuple(stop_strings), answer_end=stop_at_answer)
 
 
 def evaluate_model(
@@ -98,6 +117,9 @@ def evaluate_model(
     records_path: str | Path | None = None,
     progress: bool = True,
     calculator: bool = False,
+    stop_strings: Sequence[str] | None = None,
+    stop_at_answer: bool | None = None,
+    decoder: str = "auto",
 ) -> EvalResult:
     """Greedy-generate a completion for every row of ``dataset`` and score it with ``scorer``.
 
@@ -108,8 +130,10 @@ def evaluate_model(
     generation under bf16 autocast: greedy completions then depend on the batch (see the
     generation benchmark), so compare models at the same batch size and precision.
     ``calculator`` writes the result of each ``expression =`` the model generates
-    (:mod:`mathkit.evaluation.calculator`); the summary counts how often. Records are written
-    to ``records_path`` (JSONL) when given.
+    (:mod:`mathkit.evaluation.calculator`); the summary counts how often. ``stop_strings``
+    and ``stop_at_answer`` end completions early (:func:`stop_rule`); ``decoder`` is
+    generation's (``auto``: finished rows leave the batch). Records are written to
+    ``records_path`` (JSONL) when given.
     """
     t_start = time.perf_counter()
     scorer = scorer or MathAnswerScorer()
@@ -120,19 +144,23 @@ def evaluate_model(
     max_new_tokens = max_new_tokens or scorer.default_max_new_tokens(tokenizer, rows)
     add_special = (scorer.add_special_tokens if scorer.add_special_tokens is not None
                    else not _prompt_has_bos(tokenizer, prompts))
+    rule = stop_rule(scorer, style, stop_strings, stop_at_answer)
     gen = generate_batched(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                            batch_size=batch_size, bf16=bf16, add_special_tokens=add_special,
                            skip_special_tokens=scorer.skip_special_tokens, progress=progress,
-                           desc="evaluate", calculator=calculator)
+                           desc="evaluate", calculator=calculator, stop=rule, decoder=decoder)
     records = [{"id": row.get("id", i), **scorer.score(row, completion, gen.finished[i]),
-                "new_tokens": gen.new_tokens[i], "finished": gen.finished[i]}
+                "new_tokens": gen.new_tokens[i], "finished": gen.finished[i],
+                "stopped_early": gen.stopped_early[i]}
                for i, (row, completion) in enumerate(zip(rows, gen.completions))]
     summary = {**scorer.summarize(records),
                **scorer.model_metrics(model, tokenizer, rows, batch_size=batch_size, progress=progress),
                **_generation_stats(gen, time.perf_counter() - t_start)}
     summary["settings"] = {"scorer": scorer.name, "prompt_fn": prompt_source, "style": style,
                            "system_prompt": system_prompt, "batch_size": batch_size,
-                           "max_new_tokens": max_new_tokens, "bf16": bf16, "calculator": calculator}
+                           "max_new_tokens": max_new_tokens, "bf16": bf16, "calculator": calculator,
+                           "stop_strings": list(rule.stop_strings), "stop_at_answer": rule.answer_end,
+                           "decoder": gen.decoder}
     if records_path is not None:
         write_jsonl(records, records_path)
         summary["records_path"] = str(records_path)

@@ -8,6 +8,13 @@ returned in the caller's order.
 On a CPU shared with other busy processes, torch's default of one thread per core can be several
 times slower than ``torch.set_num_threads(1)`` (measured here under load ~4 on 2 cores: batch 16
 decode 11 vs 70 tokens/s): OpenMP threads that lose their core stall the others at every op.
+
+Two decoders, the same greedy tokens per row: ``"compact"``
+(:func:`mathkit.evaluation.decoding.greedy_compacting`: finished rows leave the batch, the default
+for transformers causal LMs) and ``"generate"`` (``model.generate``: every row keeps its slot until
+the longest ends; used with the calculator, whose per-row state needs fixed rows, and for models
+without a ``DynamicCache``). A :class:`~mathkit.evaluation.stopping.StopRule` ends completions at
+stop strings or after their final answer, in both.
 """
 
 from __future__ import annotations
@@ -18,9 +25,13 @@ from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from mathkit.evaluation.calculator import CalculatorLogitsProcessor
+from mathkit.evaluation.decoding import greedy_compacting, supports_compacting
+from mathkit.evaluation.stopping import RowStopper, StopRule, StopRuleCriteria
+
+DECODERS = ("auto", "compact", "generate")
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +41,17 @@ class GenerationResult:
     completions: list[str]      # decoded new text, in the order of the prompts
     new_tokens: list[int]       # number of generated tokens per prompt (up to and including EOS)
     seconds: float              # wall time of all generate calls
-    finished: list[bool] = field(default_factory=list)  # stopped at an end token (not cut off)
+    finished: list[bool] = field(default_factory=list)  # ended (stop token or stop rule), not cut off
     calculator_uses: int = 0    # results written by the calculator (0 when it is off)
+    stopped_early: list[bool] = field(default_factory=list)  # ended by the stop rule, not a stop token
+    decode_slots: int = 0       # row-steps computed after the prefills (padding slots included)
+    decoder: str = "generate"   # the decoder that ran: compact or generate
+
+    @property
+    def slot_use(self) -> float:
+        """Share of decode slots that produced a token of some row (1.0: no padding waste)."""
+        useful = sum(max(0, n - 1) for n in self.new_tokens)  # the prefill writes each first token
+        return useful / self.decode_slots if self.decode_slots else 1.0
 
     @property
     def tokens_per_second(self) -> float:
@@ -51,12 +71,16 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
-def _cut_at_stop(row: list[int], stop_set: set[int], tokenizer,
-                 skip_special_tokens: bool) -> tuple[str, int, bool]:
-    """(text, tokens up to and including the first stop token, whether it stopped there)."""
+def _finish_row(row: list[int], stop_set: set[int], tokenizer, rule: StopRule,
+                skip_special_tokens: bool) -> tuple[str, int, bool, bool]:
+    """(text, tokens up to the end, finished, ended by the stop rule) of one row's new tokens.
+
+    The row is cut after its first stop token, and its text where the rule ends it."""
     n = next((j + 1 for j, t in enumerate(row) if t in stop_set), len(row))
-    stopped = n > 0 and row[n - 1] in stop_set
-    return tokenizer.decode(row[:n], skip_special_tokens=skip_special_tokens), n, stopped
+    at_stop_token = n > 0 and row[n - 1] in stop_set
+    text = tokenizer.decode(row[:n], skip_special_tokens=skip_special_tokens)
+    text, by_rule = rule.apply(text)  # also where a model ignored the stopping criteria
+    return text, n, at_stop_token or by_rule, by_rule
 
 
 def _autocast(device: str, bf16: bool):
@@ -65,18 +89,53 @@ def _autocast(device: str, bf16: bool):
     return torch.autocast(device_type=device, enabled=False)
 
 
-def _generate_batch(model, tokenizer, enc, *, max_new_tokens: int, stop_ids: list[int], bf16: bool,
-                    calculator: bool):
-    """One greedy ``generate`` call on a left-padded batch: (output ids, calculator results)."""
+def _generate_batch(model, tokenizer, enc, *, max_new_tokens: int, stop_ids: list[int],
+                    calculator: bool, rule: StopRule) -> tuple[list[list[int]], int, int]:
+    """One greedy ``generate`` call on a left-padded batch: (new ids per row, calculator
+    results, decode slots)."""
     extra = {}
+    width = enc["input_ids"].shape[1]
     if calculator:
-        calc = CalculatorLogitsProcessor(tokenizer, prompt_length=enc["input_ids"].shape[1])
+        calc = CalculatorLogitsProcessor(tokenizer, prompt_length=width)
         extra["logits_processor"] = LogitsProcessorList([calc])
-    with _autocast(enc["input_ids"].device.type, bf16):
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids or None,
-                             **extra)
-    return out, calc.uses if calculator else 0
+    criteria = StopRuleCriteria(rule, tokenizer, width)
+    if rule.active:
+        extra["stopping_criteria"] = StoppingCriteriaList([criteria])
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids or None,
+                         **extra)
+    new = out[:, width:]
+    slots = new.shape[0] * max(0, new.shape[1] - 1)
+    rows = new.tolist()
+    for i, length in criteria.lengths.items():  # drop the padding after a rule-ended row
+        rows[i] = rows[i][:length]
+    return rows, calc.uses if calculator else 0, slots
+
+
+def _compact_batch(model, tokenizer, enc, *, max_new_tokens: int, stop_ids: list[int],
+                   calculator: bool, rule: StopRule) -> tuple[list[list[int]], int, int]:
+    """The compacting loop on a left-padded batch (never with the calculator: choose_decoder)."""
+    stopper = RowStopper(rule, tokenizer) if rule.active else None
+    rows, slots = greedy_compacting(model, enc["input_ids"], enc["attention_mask"],
+                                    max_new_tokens=max_new_tokens, stop_ids=stop_ids, stopper=stopper)
+    return rows, 0, slots
+
+
+_DECODE = {"compact": _compact_batch, "generate": _generate_batch}
+
+
+def choose_decoder(model, decoder: str, calculator: bool) -> str:
+    """The decoder that runs: ``auto`` is ``compact`` where the model supports it and the
+    calculator is off."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; decoders are {list(DECODERS)}")
+    if decoder == "compact" and calculator:
+        raise ValueError("the calculator needs decoder='generate' (its state is kept per batch row)")
+    if decoder == "compact" and not supports_compacting(model):
+        raise ValueError(f"{type(model).__name__} does not take a DynamicCache: use decoder='generate'")
+    if decoder == "auto":
+        return "compact" if not calculator and supports_compacting(model) else "generate"
+    return decoder
 
 
 @torch.no_grad()
@@ -93,13 +152,19 @@ def generate_batched(
     progress: bool = True,
     desc: str = "generate",
     calculator: bool = False,
+    stop: StopRule | None = None,
+    decoder: str = "auto",
 ) -> GenerationResult:
     """Greedy-decode ``prompts`` in length-sorted, left-padded batches; stop at EOS per sequence.
 
     ``calculator``: write the result of every ``expression =`` the model generates
-    (:mod:`mathkit.evaluation.calculator`)."""
+    (:mod:`mathkit.evaluation.calculator`). ``stop``: also end completions at stop strings or
+    after their final answer (:class:`~mathkit.evaluation.stopping.StopRule`). ``decoder``:
+    ``auto`` (compact where possible), ``compact`` or ``generate`` (module doc)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rule = stop or StopRule()
+    decoder = choose_decoder(model, decoder, calculator)
     model.eval()
     device = next(model.parameters()).device
     old_side = tokenizer.padding_side
@@ -110,11 +175,9 @@ def generate_batched(
     stop_set = set(stop_ids)
 
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    completions: list[str] = [""] * len(prompts)
-    counts: list[int] = [0] * len(prompts)
-    finished: list[bool] = [False] * len(prompts)
-    seconds = 0.0
-    calculator_uses = 0
+    completions, counts = [""] * len(prompts), [0] * len(prompts)
+    finished, by_rule = [False] * len(prompts), [False] * len(prompts)
+    seconds, calculator_uses, slots = 0.0, 0, 0
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
     try:
         for start in range(0, len(order), batch_size):
@@ -122,17 +185,19 @@ def generate_batched(
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                             add_special_tokens=add_special_tokens).to(device)
             t0 = time.perf_counter()
-            out, uses = _generate_batch(model, tokenizer, enc, max_new_tokens=max_new_tokens,
-                                        stop_ids=stop_ids, bf16=bf16, calculator=calculator)
+            with _autocast(device.type, bf16):
+                new, uses, n_slots = _DECODE[decoder](model, tokenizer, enc, max_new_tokens=max_new_tokens,
+                                                      stop_ids=stop_ids, calculator=calculator, rule=rule)
             seconds += time.perf_counter() - t0
             calculator_uses += uses
-            new = out[:, enc["input_ids"].shape[1]:]
-            for row, i in zip(new.tolist(), idx):
-                completions[i], counts[i], finished[i] = _cut_at_stop(
-                    row, stop_set, tokenizer, skip_special_tokens)
+            slots += n_slots
+            for row, i in zip(new, idx):
+                completions[i], counts[i], finished[i], by_rule[i] = _finish_row(
+                    row, stop_set, tokenizer, rule, skip_special_tokens)
             bar.update(len(idx))
     finally:
         bar.close()
         tokenizer.padding_side = old_side
     return GenerationResult(completions=completions, new_tokens=counts, seconds=seconds,
-                            finished=finished, calculator_uses=calculator_uses)
+                            finished=finished, calculator_uses=calculator_uses,
+                            stopped_early=by_rule, decode_slots=slots, decoder=decoder)

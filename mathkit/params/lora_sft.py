@@ -1,7 +1,7 @@
 """Parameters of notebook 02 (LoRA fine-tuning for math reasoning, base vs fine-tuned).
 
 As for every notebook, the defaults are the notebook's quick CPU values (the smoke run: the real
-SmolLM2-135M, two optimizer steps, four held-out problems; about a minute), identical to its
+SmolLM2-135M, two optimizer steps, four problems in each evaluation group; about a minute), identical to its
 ``parameters`` cell, so papermill with or without the runner runs the same thing.
 ``params/02_lora_sft/*.yaml`` change only what differs. The LoRA recipe itself is the seed
 project's (TinyLlama/Mistral LoRA: r=32, alpha=64, dropout 0.1 on every projection; lr 1e-4
@@ -19,6 +19,7 @@ block imports trl.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -38,6 +39,7 @@ KNOWN_TARGET_MODULES = DEFAULT_TARGET_MODULES + (
     "all-linear",                                     # peft: every linear layer but the head
 )
 SOURCE_SPEC_KEYS = ("name", "n", "split", "options", "fallback")  # mathkit.data.SourceSpec fields
+GROUP_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 # The smoke run's training (TRL's SFTConfig fields over mathkit.training.config's defaults): the
 # seed's lr, warmup and weight decay; two steps of batch 2; the best checkpoint by validation loss
@@ -76,6 +78,20 @@ def check_lora_settings(*, r: int, alpha: float, dropout: float, target_modules)
                           f"{', '.join(KNOWN_TARGET_MODULES)}")
 
 
+def check_source_specs(specs: list[dict[str, Any]], where: str = "") -> None:
+    """Raise ValueError for a spec combine_sources cannot take: no name, unknown key, bad n."""
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise ValueError(f"{where}entry {i} has no 'name' (a dataset name such as gsm_symbolic)")
+        unknown = sorted(set(spec) - set(SOURCE_SPEC_KEYS))
+        if unknown:
+            raise ValueError(f"{where}entry {i} ({spec['name']}): unknown key(s) {unknown}; keys are "
+                             f"{list(SOURCE_SPEC_KEYS)} (loader options go under 'options')")
+        n = spec.get("n")
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"{where}entry {i} ({spec['name']}): n must be a positive integer, got {n!r}")
+
+
 class LoraSftParams(TrainingParams):
     """Model, data, LoRA, training and evaluation settings of the LoRA SFT notebook."""
 
@@ -101,9 +117,19 @@ class LoraSftParams(TrainingParams):
     n_train: int = Field(12, gt=0)             # cap on the combined, shuffled training set
     n_val: int = Field(4, gt=0)                # held out of the training pool for eval loss
     drop_long_examples: bool = True            # drop (not truncate) examples over training.max_length
-    eval_sources: list[dict[str, Any]] = Field(default_factory=lambda: [
-        {"name": "gsm8k_originals", "split": "test", "n": 4},
-    ], min_length=1)
+    # Evaluation groups, each its own evaluation (so one group's batches never depend on another's):
+    # name -> source specs. in_template: new-number variants of the *training* templates (did it
+    # learn the procedures?); held_out: templates training never saw (does it generalize?);
+    # arithmetic. Every group is drawn with eval_seed and must be disjoint from training and from
+    # the other groups (mathkit.data.splits.group_leaks).
+    eval_groups: dict[str, list[dict[str, Any]]] = Field(default_factory=lambda: {
+        "in_template": [{"name": "gsm_symbolic", "split": "train", "n": 4}],
+        "held_out": [{"name": "gsm8k_originals", "split": "test", "n": 4}],
+        "arithmetic": [{"name": "arithmetic", "split": "test", "n": 4}],
+    })
+    # Seed of the evaluation draws. Variants are seeded per template by (seed, template), so with the
+    # training seed the in-template group would draw the very variants training saw: it must differ.
+    eval_seed: int = 1
     # Chain of thought with an explicit instruction (mathkit.data.formatting.STYLES). "plain"
     # ("step by step, then: The final answer is $\boxed{answer}$") because with "gsm8k" the base
     # SmolLM2 copies the instruction's example "#### 42" (107 of 200 answers were 42, 0 correct)
@@ -122,8 +148,8 @@ class LoraSftParams(TrainingParams):
     eval_batch_size: int = Field(4, gt=0)
     max_new_tokens: int = Field(16, gt=0)
     eval_bf16: bool = False                    # bf16 autocast for generation (faster on CPU)
-    # Evaluate both models once more on the held-out templates with a calculator writing every
-    # "expression =" result (mathkit.evaluation.calculator): separates arithmetic errors from set-up errors.
+    # A third arm: the fine-tuned model again on every group, same batches, with a calculator writing
+    # every "expression =" result (mathkit.evaluation.calculator): arithmetic vs set-up errors.
     calculator_check: bool = True
 
     # ---- saving and display
@@ -131,6 +157,9 @@ class LoraSftParams(TrainingParams):
     n_reload_check: int = Field(2, ge=1)       # prompts generated by trained and reloaded model
     reload_max_new_tokens: int = Field(8, gt=0)
     n_examples_shown: int = Field(1, ge=0)
+    # The trials (learning rate, steps, data size ...) that chose this profile, recorded before the
+    # run and shown in the report as a table; one mapping per trial, the same keys in each.
+    trials: list[dict[str, str | int | float]] = Field(default_factory=list)
 
     @field_validator("lora_alpha", "lora_dropout", mode="before")
     @classmethod
@@ -175,19 +204,40 @@ class LoraSftParams(TrainingParams):
             raise ValueError(f"modules repeat in {value}")
         return value
 
-    @field_validator("train_sources", "eval_sources")
+    @field_validator("train_sources")
     @classmethod
     def _sources(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for i, spec in enumerate(value):
-            if not isinstance(spec.get("name"), str) or not spec["name"]:
-                raise ValueError(f"entry {i} has no 'name' (a dataset name such as gsm_symbolic)")
-            unknown = sorted(set(spec) - set(SOURCE_SPEC_KEYS))
-            if unknown:
-                raise ValueError(f"entry {i} ({spec['name']}): unknown key(s) {unknown}; keys are "
-                                 f"{list(SOURCE_SPEC_KEYS)} (loader options go under 'options')")
-            n = spec.get("n")
-            if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-                raise ValueError(f"entry {i} ({spec['name']}): n must be a positive integer, got {n!r}")
+        check_source_specs(value)
+        return value
+
+    @field_validator("eval_groups")
+    @classmethod
+    def _groups(cls, value: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        if not value:
+            raise ValueError("name at least one evaluation group, e.g. held_out: [{name: gsm8k_originals, split: test}]")
+        for name, specs in value.items():
+            if not GROUP_NAME.fullmatch(name):
+                raise ValueError(f"group name {name!r}: use lower-case letters, digits and _ (it is a "
+                                 "results.json key and a records file name)")
+            if not specs:
+                raise ValueError(f"group {name!r} has no source")
+            check_source_specs(specs, where=f"group {name!r} ")
+        return value
+
+    @field_validator("eval_seed")
+    @classmethod
+    def _eval_seed(cls, value: int, info: ValidationInfo) -> int:
+        if value == info.data.get("seed"):
+            raise ValueError(f"eval_seed equals seed ({value}): the in-template group would draw the "
+                             "variants training draws; pick another seed")
+        return value
+
+    @field_validator("trials")
+    @classmethod
+    def _trials(cls, value: list[dict]) -> list[dict]:
+        if value and any(list(t) != list(value[0]) for t in value):
+            raise ValueError(f"every trial needs the same keys in the same order as the first "
+                             f"({list(value[0])}): they are the columns of one table")
         return value
 
     @field_validator("offload_folder")

@@ -8,6 +8,10 @@ batch size and precision (greedy decoding depends on the batch in bf16) and says
 Records are grouped by :func:`eval_group`, which tells apart the GSM-Symbolic templates held out
 of training from those trained on. A row holds both sides as accuracy summaries (accuracy, n,
 correct, ci95); ungraded records (an ungradable gold) are left out everywhere.
+:func:`group_row` holds one evaluation group's arms (base, fine-tuned, fine-tuned with the
+calculator) evaluated on the same batches; :func:`groups_markdown`, :func:`groups_headline` and
+:func:`groups_moved_sentence` turn such rows into the table, results.json headline and the sentence
+saying which groups moved.
 """
 
 from __future__ import annotations
@@ -285,3 +289,108 @@ def examples_markdown(comparison: dict, kind: str = "fixed", n: int = 3, max_cha
             f"*{second}:*\n<pre>{html.escape(_clip(ex['completion_after'], max_chars))}</pre>\n"
             f"</details>")
     return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation groups: base, fine-tuned and calculator arms of each group, on the same batches
+# --------------------------------------------------------------------------------------------
+GROUP_DESCRIPTIONS = {
+    "in_template": "new-number variants of the training templates",
+    "held_out": "the held-out templates (GSM8K originals and variants)",
+    "arithmetic": "arithmetic problems",
+}
+
+
+def describe_group(name: str) -> str:
+    """What a group holds, in words (the name itself for a group without a description)."""
+    return GROUP_DESCRIPTIONS.get(name, name.replace("_", " "))
+
+
+def _paired_counts(paired: dict) -> dict:
+    return {k: paired[k] for k in ("n", "n_fixed", "n_broken", "both_correct", "both_wrong", "mcnemar_p")}
+
+
+def group_row(name: str, base, tuned, calculator=None) -> dict:
+    """One evaluation group: base vs fine-tuned (and the fine-tuned model with the calculator).
+
+    ``base``, ``tuned``, ``calculator``: EvalResults of the same problems; :func:`pairing_note`
+    raises unless they ran in the same order, batches and precision (the calculator arm may
+    differ in ``calculator`` only). The row is a :func:`comparison_rows` row (``before`` = base,
+    ``after`` = fine-tuned, so the table, chart and :func:`verdict` take it) plus ``paired``
+    (fixed, broken, exact McNemar p), ``calculator`` (its accuracy summary or None),
+    ``calculator_paired`` (fine-tuned without vs with it) and the pairing sentences.
+    """
+    paired = compare_records(base, tuned)
+    row = _row(name, paired["accuracy_before"], paired["accuracy_after"])
+    row.update(paired=_paired_counts(paired), pairing=pairing_note(base, tuned),
+               calculator=None, calculator_paired=None, calculator_uses=None)
+    if calculator is not None:
+        with_calc = compare_records(tuned, calculator)
+        row.update(calculator=with_calc["accuracy_after"], calculator_paired=_paired_counts(with_calc),
+                   calculator_uses=calculator.summary.get("calculator_uses"),
+                   pairing_calculator=pairing_note(tuned, calculator, may_differ=("calculator",)))
+    return row
+
+
+def groups_markdown(rows: list[dict]) -> str:
+    """The :func:`group_row` rows as a Markdown table: each arm's accuracy [95% CI], the paired
+    change (fixed / broken, exact McNemar p) and the calculator arm."""
+    lines = ["| group | n | base | fine-tuned | change | fixed / broken | McNemar p | fine-tuned + calculator |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        p = r["paired"]
+        calc = "–" if r["calculator"] is None else f"{_pct(r['calculator'])}{_ci(r['calculator'])}"
+        lines.append(f"| {r['group']} | {_n(r)} | {_pct(r['before'])}{_ci(r['before'])} | "
+                     f"{_pct(r['after'])}{_ci(r['after'])} | {r['delta_pp']:+.1f} pp | "
+                     f"{p['n_fixed']} / {p['n_broken']} | {p['mcnemar_p']:.3g} | {calc} |")
+    return "\n".join(lines)
+
+
+def groups_headline(rows: list[dict]) -> dict:
+    """``{group: {"base", "tuned"[, "tuned_calculator"]}}``, each ``{"value", "n", "ci95"}``: the
+    form results.json's headline gives the groups."""
+    def accuracy(s: dict) -> dict:
+        return {"value": s["accuracy"], "n": s["n"], "ci95": list(s["ci95"])}
+
+    out = {}
+    for r in rows:
+        out[r["group"]] = {"base": accuracy(r["before"]), "tuned": accuracy(r["after"])}
+        if r["calculator"] is not None:
+            out[r["group"]]["tuned_calculator"] = accuracy(r["calculator"])
+    return out
+
+
+def moved(row: dict) -> str | None:
+    """``"up"`` / ``"down"`` when the fine-tuned model's 95% interval lies wholly above / below the
+    base model's on this group; None when they overlap."""
+    (b_lo, b_hi), (t_lo, t_hi) = row["before"]["ci95"], row["after"]["ci95"]
+    if t_lo > b_hi:
+        return "up"
+    if t_hi < b_lo:
+        return "down"
+    return None
+
+
+def groups_moved_sentence(rows: list[dict]) -> str:
+    """Which groups moved (non-overlapping 95% intervals, base vs fine-tuned) and which did not."""
+    up = [r["group"] for r in rows if moved(r) == "up"]
+    down = [r["group"] for r in rows if moved(r) == "down"]
+    still = [r["group"] for r in rows if moved(r) is None]
+    if not up and not down:
+        return (f"Fine-tuning moved none of the groups ({', '.join(still)}) beyond what the 95% "
+                "intervals can show.")
+    changes = ([f"raised {', '.join(up)}"] if up else []) + ([f"lowered {', '.join(down)}"] if down else [])
+    text = f"Fine-tuning {' and '.join(changes)} (the 95% intervals of base and fine-tuned model do not overlap)"
+    if still:
+        text += f"; {', '.join(still)} did not move beyond what the intervals can show"
+    return text + "."
+
+
+def trials_markdown(trials: list[dict]) -> str:
+    """The trials that chose a profile (one mapping per trial, the same keys) as a Markdown table."""
+    if not trials:
+        return "No trials are recorded for this profile."
+    keys = list(trials[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(t.get(k, "")) for k in keys) + " |" for t in trials]
+    return "\n".join(lines)

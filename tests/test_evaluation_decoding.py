@@ -1,0 +1,96 @@
+"""The compacting decode loop writes, row by row, exactly what ``model.generate`` greedy writes,
+whatever rows share its batch, while finished rows leave the batch."""
+
+import pytest
+import torch
+
+from mathkit.evaluation.decoding import greedy_compacting, supports_compacting
+from tests.test_evaluation_evaluator import OracleLM, tiny_llama, tiny_tokenizer
+
+PROMPTS = ["Question: What is 5+7?\nAnswer:", "Q: 1+1?\nA:", "Question: A long one about pens?\nAnswer:",
+           "Q: 10-3?\nA:", "Q: half of 1?\nA:", "Tell me: 3*4", "x", "Question: pens cost $3 each."]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    tok = tiny_tokenizer()
+    tok.padding_side = "left"
+    return tok
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_llama(tok, seed=11, hidden=48)
+
+
+def _stop_ids(tok):
+    """EOS plus two common characters, so that rows end at different steps."""
+    return [tok.eos_token_id] + tok.convert_tokens_to_ids(["e", "7"])
+
+
+def _generate_rows(model, tok, prompts, max_new_tokens, stop_ids):
+    """Reference: model.generate on the same batch, each row cut after its first stop token."""
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                         pad_token_id=tok.pad_token_id, eos_token_id=stop_ids)
+    rows = []
+    for row in out[:, enc["input_ids"].shape[1]:].tolist():
+        n = next((j + 1 for j, t in enumerate(row) if t in stop_ids), len(row))
+        rows.append(row[:n])
+    return rows
+
+
+def test_compacting_loop_matches_generate_row_by_row(model, tok):
+    stop_ids = _stop_ids(tok)
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    rows, slots = greedy_compacting(model, enc["input_ids"], enc["attention_mask"],
+                                    max_new_tokens=24, stop_ids=stop_ids)
+    assert rows == _generate_rows(model, tok, PROMPTS, 24, stop_ids)
+    lengths = [len(r) for r in rows]
+    assert len(set(lengths)) > 1, "rows should end at different steps for this test to bite"
+    # finished rows left the batch: one slot per row and step while the row was unfinished
+    assert slots == sum(n - 1 for n in lengths)
+
+
+def test_rows_do_not_depend_on_their_batch_in_fp32(model, tok):
+    stop_ids = _stop_ids(tok)
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    together, _ = greedy_compacting(model, enc["input_ids"], enc["attention_mask"],
+                                    max_new_tokens=20, stop_ids=stop_ids)
+    for prompt, row in zip(PROMPTS, together):
+        one = tok([prompt], return_tensors="pt")
+        alone, _ = greedy_compacting(model, one["input_ids"], one["attention_mask"],
+                                     max_new_tokens=20, stop_ids=stop_ids)
+        assert alone[0] == row
+
+
+class _StopAfter:
+    """A stopper that ends a row after n tokens: the loop must drop it there."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def stopped(self, tokens):
+        return len(tokens) >= self.n
+
+
+def test_a_stopper_ends_rows_and_max_new_tokens_caps_them(model, tok):
+    enc = tok(PROMPTS[:3], return_tensors="pt", padding=True)
+    rows, slots = greedy_compacting(model, enc["input_ids"], enc["attention_mask"],
+                                    max_new_tokens=9, stop_ids=[], stopper=_StopAfter(5))
+    assert [len(r) for r in rows] == [5, 5, 5] and slots == 3 * 4
+    rows, _ = greedy_compacting(model, enc["input_ids"], enc["attention_mask"],
+                                max_new_tokens=3, stop_ids=[])
+    assert [len(r) for r in rows] == [3, 3, 3]
+    assert rows == _generate_rows(model, tok, PROMPTS[:3], 3, [])
+
+
+def test_only_models_taking_a_dynamic_cache_are_compacted(model, tok):
+    assert supports_compacting(model)
+    assert not supports_compacting(OracleLM(tok, {}))
+
+
+def test_models_defined_outside_transformers_keep_generate(tok):
+    from mathkit.models.decoder import build_decoder
+
+    assert not supports_compacting(build_decoder("small", tok))
