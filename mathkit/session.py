@@ -82,6 +82,9 @@ class Session:
     threads: int
     profile: str | None = None                # "params/<notebook>/kaggle.yaml" when "Run all" took it
     started_utc: str = field(default_factory=prov.utc_now)
+    # The code a run imports is the code of its start: the commit is read then, not when results
+    # are saved (a commit made while a long run goes on would otherwise be named as its source).
+    git: dict = field(default_factory=lambda: prov.git_state(prov.source_root()))
     stages: dict[str, float] = field(default_factory=dict)
     models: list[dict] = field(default_factory=list)
     data: dict[str, int] = field(default_factory=dict)
@@ -112,7 +115,7 @@ class Session:
     def provenance(self) -> dict:
         """Commit, date, machine, threads, versions, stage times, models and data sizes, as of now."""
         pairs = anchors(self.out.parent)
-        return prov.collect(notebook=self.notebook, started_utc=self.started_utc, device=self.device,
+        return prov.collect(notebook=self.notebook, git=self.git, started_utc=self.started_utc, device=self.device,
                             threads=self.threads, stages=self.stages,
                             wall_seconds=time.perf_counter() - self._t0,
                             models=[portable(m, pairs) for m in self.models], data=self.data,

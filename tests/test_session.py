@@ -131,3 +131,15 @@ def test_missing_hosted_profile_is_one_clear_error(kaggle, monkeypatch):
 def test_session_is_a_plain_dataclass(tmp_path):
     s = Session(notebook="x", params=Params(), out=tmp_path, device="cpu", threads=1)
     assert s.models == [] and s.data == {} and s.stages == {}
+
+
+def test_the_commit_is_read_when_the_run_starts(monkeypatch, tmp_path):
+    """A commit made while a long run goes on must not be named as the run's source."""
+    from mathkit.reporting import provenance as prov
+    from mathkit import session as session_mod
+
+    states = iter([{"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": False}])
+    monkeypatch.setattr(prov, "git_state", lambda folder: next(states))
+    s = session_mod.Session(notebook="00_x", params=None, out=tmp_path, device="cpu", threads=1)
+    assert s.provenance()["git"]["commit"] == "a" * 40
+    assert s.provenance()["git"]["commit"] == "a" * 40

@@ -45,11 +45,15 @@ def where_it_ran(results: dict) -> str:
     if prov:
         machine = prov.get("machine", {})
         device = machine.get("gpu") or f"CPU ({machine.get('cpu', '?')}), {plural(prov.get('threads', 0), 'thread')}"
-        return f"{machine.get('platform', '?')}: {device}"
+        git = prov.get("git", {})
+        commit = f", commit {git['commit'][:7]}{' + changes' if git.get('dirty') else ''}" if git.get("commit") else ""
+        return f"{machine.get('platform', '?')}: {device}{commit}"
     runtime = results.get("runtime", {})
     threads = runtime.get("cpu_threads")
     device = runtime.get("gpu_name") or ("CPU, " + (plural(threads, "thread") if threads else "? threads"))
-    return f"{runtime.get('platform', '?')}: {device}"
+    finished = str(results.get("finished_utc", ""))[:10]
+    return (f"{runtime.get('platform', '?')}: {device}; an earlier version of mathkit"
+            f"{' (' + finished + ')' if finished else ''}, without provenance")
 
 
 def index_row(reports_dir: Path, name: str, title: str) -> str:

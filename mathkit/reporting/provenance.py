@@ -70,13 +70,13 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def collect(*, notebook: str, started_utc: str, device: str, threads: int, stages: dict[str, float],
+def collect(*, notebook: str, git: dict, started_utc: str, device: str, threads: int, stages: dict[str, float],
             wall_seconds: float, models: list[dict], data: dict[str, int],
             profile: str | None = None) -> dict:
     """The provenance dict written into results.json (see :func:`to_markdown` for the table)."""
     return {
         "notebook": notebook,
-        "git": git_state(source_root()),
+        "git": git,
         "started_utc": started_utc,
         "machine": machine(),
         "device": device,
