@@ -356,13 +356,8 @@ display(Markdown(comparison.examples_markdown(paired_all, "broken", n=params.n_e
 
 # %% [markdown]
 # ### Cost
-# The measured times of this run. The local cpu profile (fp32 on a 2-core CPU without native bf16,
-# two threads) was sized before it ran, as an estimate: ~190k training tokens at the ~110 tokens/s
-# a thread expected of fp32 LoRA (~17 min on two threads); ~90k generated tokens over the three arms
-# of 220 problems at the ~45 tokens/s a thread that batched fp32 generation reached in earlier runs
-# (~20 min, more when the base model writes to the token limit); ~3 min to load and check: about
-# 40-45 minutes in all (~70 on one thread). `benchmarks/train_throughput.py` measures the training
-# speed of this path against a plain PEFT loop.
+# The measured times of this run, per phase. `benchmarks/train_throughput.py` measures the
+# training speed of this path against a plain PEFT loop on the same model, data and batch.
 
 # %%
 def phase(name, evals, memory):

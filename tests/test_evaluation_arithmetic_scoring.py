@@ -144,3 +144,16 @@ def test_tiny_untrained_decoder_runs_end_to_end(tok):
     assert len(ev.failures()) == s["n"] - s["correct"] == s["n_failures"]
     assert s["truncated"] == sum(not r["finished"] for r in ev.records)
     assert len(ev.table(3)) == 3
+
+
+def test_a_leading_zero_is_a_wrong_answer():
+    """``0847`` for 847 is not the exact answer: exact match compares strings, not values."""
+    from mathkit.data.arithmetic import make_example
+    from mathkit.evaluation.arithmetic_scoring import score_arithmetic
+
+    record = make_example(658, 189, "+", cot=True)
+    right = record["completion"]
+    wrong = right.replace("</think>847", "</think>0847")
+    assert score_arithmetic(record, right)["correct"] is True
+    assert score_arithmetic(record, wrong)["got"] == "0847"
+    assert score_arithmetic(record, wrong)["correct"] is False

@@ -109,3 +109,14 @@ def test_decoder_choice(decisive_model, tok):
         choose_decoder(OracleLM(tok, {}), "compact", calculator=False)
     with pytest.raises(ValueError, match="unknown decoder"):
         choose_decoder(decisive_model, "paged", calculator=False)
+
+
+def test_rows_ended_by_the_rule_count_the_same_tokens_when_pad_is_eos(decisive_model):
+    """SmolLM2 pads with its EOS: generate's padding after a rule-ended row is no new token."""
+    tok = tiny_tokenizer()
+    tok.pad_token = tok.eos_token
+    kw = dict(max_new_tokens=16, batch_size=5, progress=False, stop=StopRule(stop_strings=("(",)))
+    compact = generate_batched(decisive_model, tok, PROMPTS, decoder="compact", **kw)
+    static = generate_batched(decisive_model, tok, PROMPTS, decoder="generate", **kw)
+    assert any(static.stopped_early) and not all(static.stopped_early)
+    assert static.new_tokens == compact.new_tokens and static.completions == compact.completions

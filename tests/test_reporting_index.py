@@ -95,3 +95,14 @@ def test_where_it_ran_names_the_commit_or_says_there_is_no_provenance():
     assert where_it_ran(prov) == "local: CPU (Xeon), 1 thread, commit 0123456 + changes"
     old = {"runtime": {"platform": "local", "cpu_threads": 1}, "finished_utc": "2026-11-24T17:03:12Z"}
     assert where_it_ran(old) == "local: CPU, 1 thread; an earlier version of mathkit (2026-11-24), without provenance"
+
+
+def test_a_headline_with_arms_shows_each_arm():
+    from mathkit.reporting.index import format_value, headline_text
+
+    arms = {"base": {"value": 0.01, "n": 100, "ci95": [0.002, 0.054]},
+            "tuned": {"value": 0.2, "n": 100, "ci95": [0.133, 0.289]}}
+    assert format_value(arms, "in_template") == ("base 1.00% [0.20, 5.40] (n=100), "
+                                                 "tuned 20.00% [13.30, 28.90] (n=100)")
+    assert headline_text("in_template", arms) == ("in_template: base 1/100 = 1.00% [0.20, 5.40], "
+                                                  "tuned 20/100 = 20.00% [13.30, 28.90]")

@@ -28,6 +28,8 @@ def format_value(value, key: str = "") -> str:
         if n is not None:
             text += f" (n={n:,})"
         return text
+    if isinstance(value, dict):  # e.g. {"base": {...}, "tuned": {...}}: one entry per arm
+        return ", ".join(f"{k} {format_value(v, key)}" for k, v in value.items())
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, int):
@@ -96,6 +98,8 @@ def headline_text(key: str, value) -> str:
     """``key: 2/100 = 2.00% [0.55, 7.00]`` for an accuracy, else the index's formatting."""
     if isinstance(value, dict) and "value" in value and value.get("n") is not None:
         return f"{key}: {accuracy_text(value)}"
+    if isinstance(value, dict) and all(isinstance(v, dict) and "value" in v for v in value.values()):
+        return f"{key}: " + ", ".join(f"{arm} {accuracy_text(v)}" for arm, v in value.items())
     return f"{key}: {format_value(value, key)}"
 
 
