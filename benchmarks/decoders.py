@@ -21,13 +21,12 @@ completions (fp32), or the decoder is not used for headline numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
 
 import torch
 
+from transcript import save_outputs  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from mathkit.data import load_math_dataset
 from mathkit.data.formatting import LM_EVAL_GSM8K, STYLE_STOP_STRINGS, build_prompt
 from mathkit.env import set_threads
@@ -134,8 +133,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.save:
-        Path(args.save + ".txt").write_text(text + "\n")
-        Path(args.save + ".json").write_text(json.dumps({"args": vars(args), "runs": records}, indent=1) + "\n")
+        save_outputs(args.save, lines, {"args": vars(args), "runs": records})
     return 0
 
 

@@ -21,7 +21,6 @@ every speed (never the completions: those depend only on the arithmetic).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import torch
 import transformers
 
+from transcript import Transcript  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from mathkit.data import load_math_dataset
 from mathkit.data.formatting import build_prompt
 from mathkit.env import cpu_supports_bf16, seed_everything
@@ -115,11 +115,8 @@ def compare_runs(runs, rows, dtypes, batch, say) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    lines: list[str] = []
-
-    def say(text: str) -> None:
-        print(text, flush=True)
-        lines.append(text)
+    transcript = Transcript()
+    say = transcript.say
 
     seed_everything(args.seed)
     if args.threads:
@@ -154,10 +151,7 @@ def main(argv=None) -> dict:
                         **{f"{d}_batch{b}": runs[(d, b)].completions[i] for d, b in runs}}
                        for i, r in enumerate(rows)]
     if args.save:
-        prefix = Path(args.save)
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-        prefix.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
-        prefix.with_suffix(".txt").write_text("\n".join(lines) + "\n")
+        transcript.save(args.save, out)
     return out
 
 

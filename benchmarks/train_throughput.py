@@ -25,7 +25,6 @@ other, so a change in machine load moves them; the load average is printed befor
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from transcript import Transcript  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from mathkit.data import load_math_dataset
 from mathkit.data.formatting import format_dataset
 from mathkit.env import cpu_supports_bf16, seed_everything, set_threads
@@ -184,11 +184,8 @@ def line(name: str, threads: int, run: dict, plain: dict | None) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    lines: list[str] = []
-
-    def say(text: str) -> None:
-        print(text, flush=True)
-        lines.append(text)
+    transcript = Transcript()
+    say = transcript.say
 
     logging.basicConfig(level=logging.ERROR)
     for name in ("transformers", "trl", "mathkit", "peft"):
@@ -230,10 +227,7 @@ def main(argv=None) -> dict:
     out = {"command": command, "settings": {k: v for k, v in vars(args).items() if k != "save"},
            "bf16": bf16, "runs": runs}
     if args.save:
-        prefix = Path(args.save)
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-        prefix.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
-        prefix.with_suffix(".txt").write_text("\n".join(lines) + "\n")
+        transcript.save(args.save, out)
     return out
 
 

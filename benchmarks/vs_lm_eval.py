@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from transcript import save_outputs  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from mathkit.data import load_math_dataset
 from mathkit.data.formatting import LM_EVAL_GSM8K, STYLE_STOP_STRINGS, build_prompt
 from mathkit.env import seed_everything, set_threads
@@ -197,10 +198,7 @@ def main(argv=None) -> int:
     text = "\n".join(head)
     print(text)
     if args.save:
-        Path(args.save + ".txt").write_text(text + "\n")
-        Path(args.save + ".json").write_text(json.dumps(
-            {"args": vars(args), "threads": threads,
-             "runs": {k: {f: v for f, v in r.items()} for k, r in runs.items()}}, indent=1) + "\n")
+        save_outputs(args.save, head, {"args": vars(args), "threads": threads, "runs": runs})
     return 0
 
 

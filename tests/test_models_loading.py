@@ -1,7 +1,6 @@
 """mathkit.models.load: aliases, our decoder, transformers folders, adapters, merge, 4-bit, devices."""
 
 import json
-import string
 
 import pytest
 import torch
@@ -10,39 +9,16 @@ from mathkit.errors import HubUnavailableError, MathkitError, ParamsError
 from mathkit.models import MathDecoderForCausalLM, ModelNotFoundError, build_decoder, load, save
 from mathkit.models.char_tokenizer import build_char_tokenizer
 from mathkit.models.registry import SMOLLM2_135M_INSTRUCT
+from tests.test_evaluation_evaluator import tiny_llama as _tiny_llama
+from tests.test_evaluation_evaluator import tiny_tokenizer  # noqa: F401  (the model tests import it from here)
 
 PROMPTS = ["658+189=", "3+5=", "12*4="]
 
 
-def tiny_tokenizer():
-    """Character-level fast tokenizer over printable ASCII, with BOS/EOS/pad and a chat template."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
-    chars = sorted(set(string.printable) - set("\x0b\x0c\r"))
-    backend = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(specials + chars)},
-                                         unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>",
-                                  bos_token="<bos>", eos_token="<eos>")
-    tok.chat_template = ("{% for m in messages %}<bos>{{ m['role'] }}: {{ m['content'] }}\n"
-                         "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}")
-    return tok
-
-
 def tiny_llama(tokenizer, seed: int = 0, hidden: int = 64):
-    """A random two-layer Llama (hidden >= 64: bitsandbytes' CPU 4-bit needs that many inputs)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
-    return LlamaForCausalLM(cfg).eval()
+    """The evaluator tests' random two-layer Llama, 64 wide by default: bitsandbytes' CPU 4-bit
+    needs that many inputs."""
+    return _tiny_llama(tokenizer, seed=seed, hidden=hidden)
 
 
 def logits(model, tokenizer, prompts=PROMPTS):

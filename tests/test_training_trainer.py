@@ -13,6 +13,7 @@ from trl import SFTTrainer
 
 from mathkit.data.arithmetic import generate_examples
 from mathkit.errors import DataError, ParamsError
+from mathkit.jsonl import read_jsonl
 from mathkit.models import MathDecoderForCausalLM, build_decoder, load
 from mathkit.models.char_tokenizer import build_char_tokenizer
 from mathkit.training import policy, train
@@ -49,10 +50,6 @@ def settings(**overrides):
                 max_steps=6, warmup_steps=2, eval_steps=3, save_steps=3, logging_steps=1,
                 save_total_limit=3, seed=0)
     return {**base, **overrides}
-
-
-def read_metrics(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 class FirstBatch(TrainerCallback):
@@ -106,7 +103,7 @@ def test_train_logs_checkpoints_and_resumes_to_the_same_end(tokenizer, records, 
     assert full.last_checkpoint == full_dir / "checkpoint-6"
     assert full.best_checkpoint in (full_dir / "checkpoint-3", full_dir / "checkpoint-6")
     assert full.train_tokens > 0 and full.tokens_per_s > 0 and 0 < full.step_seconds <= full.train_runtime_s
-    rows = read_metrics(full.metrics_path)
+    rows = read_jsonl(full.metrics_path)
     train_rows = [r for r in rows if r["kind"] == "train"]
     assert [r["step"] for r in train_rows] == [1, 2, 3, 4, 5, 6]
     assert all({"loss", "learning_rate", "epoch"} <= set(r) for r in train_rows)
@@ -140,7 +137,7 @@ def test_train_logs_checkpoints_and_resumes_to_the_same_end(tokenizer, records, 
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-6, atol=1e-7)
     # Steps 1-3 were not run again (their old rows stay), step 4's stale row was replaced.
-    resumed_rows = [(r["step"], "old" in r) for r in read_metrics(again.metrics_path) if r["kind"] == "train"]
+    resumed_rows = [(r["step"], "old" in r) for r in read_jsonl(again.metrics_path) if r["kind"] == "train"]
     assert resumed_rows == [(1, True), (2, True), (3, True), (4, False), (5, False), (6, False)]
 
 
@@ -160,7 +157,7 @@ def test_resume_off_starts_over_and_mixed_precision_is_unwrapped(tokenizer, reco
     second = train(fresh_model(tokenizer), tokenizer, records[:40], None, output_dir=tmp_path, resume=False,
                    training=settings(max_steps=2, save_steps=2, logging_steps=2))
     assert second.resumed_from is None and second.global_step == 2
-    assert [r["step"] for r in read_metrics(second.metrics_path) if r["kind"] == "train"] == [1, 2]
+    assert [r["step"] for r in read_jsonl(second.metrics_path) if r["kind"] == "train"] == [1, 2]
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2"]
 
 
@@ -169,7 +166,7 @@ def test_a_finished_run_is_trained_again_not_resumed(tokenizer, records, tmp_pat
     train(fresh_model(tokenizer), tokenizer, records[:40], None, output_dir=tmp_path, training=cfg)
     again = train(fresh_model(tokenizer), tokenizer, records[:40], None, output_dir=tmp_path, training=cfg)
     assert again.resumed_from is None and again.global_step == 2
-    assert [r["step"] for r in read_metrics(again.metrics_path) if r["kind"] == "train"] == [1, 2]
+    assert [r["step"] for r in read_jsonl(again.metrics_path) if r["kind"] == "train"] == [1, 2]
 
 
 class ExtraLossTrainer(SFTTrainer):

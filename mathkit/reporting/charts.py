@@ -7,7 +7,6 @@ use them.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FormatStrFormatter, PercentFormatter
 
 from mathkit.errors import DataError
+from mathkit.jsonl import read_jsonl
 from mathkit.reporting.conclusion import percent
 
 TRAIN_KEYS = ("train_loss", "loss")
@@ -23,17 +23,7 @@ EVAL_KEYS = ("eval_loss",)
 
 def read_metrics(metrics_path: str | Path) -> list[dict]:
     """The rows of a metrics.jsonl file (one JSON object per logging step)."""
-    path = Path(metrics_path)
-    if not path.is_file():
-        raise DataError(f"{path}: metrics file not found; train first (it is written during training)")
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-    return rows
+    return read_jsonl(metrics_path, missing="train first (it is written during training)")
 
 
 def _series(rows: list[dict], keys: tuple[str, ...]) -> tuple[list[float], list[float]]:
