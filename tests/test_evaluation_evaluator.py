@@ -239,3 +239,18 @@ def test_the_compacting_decoder_scores_like_generate(tok):
     assert compact.summary["decoder"] == "compact" and static.summary["decoder"] == "generate"
     assert compact.records == static.records
     assert compact.summary["slot_use"] == 1.0 and compact.summary["stopped_early"] > 0
+
+
+def test_answer_end_stopping_follows_the_scorers_own_attribute():
+    from mathkit.evaluation.answer_scoring import MathAnswerScorer
+    from mathkit.evaluation.arithmetic_scoring import ArithmeticScorer
+    from mathkit.evaluation.evaluator import stop_rule
+
+    assert stop_rule(MathAnswerScorer(), "gsm8k", None, None).answer_end is True
+    assert stop_rule(ArithmeticScorer(), "gsm8k", None, None).answer_end is False
+    assert stop_rule(MathAnswerScorer(), "gsm8k", None, False).answer_end is False  # the caller decides last
+
+    class ReadsEverything(MathAnswerScorer):
+        stops_at_answer = False  # e.g. a scorer that also grades what follows the answer
+
+    assert stop_rule(ReadsEverything(), "gsm8k", None, None).answer_end is False

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 from mathkit.data.gsm_symbolic import HELD_OUT_TEMPLATES  # noqa: E402
 from mathkit.errors import DataError  # noqa: E402
 from mathkit.evaluation.evaluator import EvalResult  # noqa: E402
-from mathkit.evaluation.metrics import accuracy_by, headline_accuracy  # noqa: E402
+from mathkit.evaluation.metrics import headline_accuracy  # noqa: E402
 from mathkit.jsonl import write_jsonl  # noqa: E402
 from mathkit.reporting import comparison as cmp  # noqa: E402
 from mathkit.reporting.comparison import compare_records  # noqa: E402
@@ -36,23 +36,30 @@ BEFORE = _records({i: i in (0, 5, 12) for i in range(14)}, KIND)                
 AFTER = _records({i: i in (0, 1, 2, 6, 7, 8, 10, 11, 12) for i in range(14)}, KIND)  # 9/14, broke 5
 
 
-def test_groups_tell_held_out_from_trained_templates():
-    groups = accuracy_by(AFTER, cmp.eval_group)
-    assert list(groups) == ["arithmetic", "held-out templates: originals", "held-out templates: variants",
-                            "training templates: originals"]
-    assert groups["held-out templates: originals"]["n"] == 4
-    assert groups["training templates: originals"]["accuracy"] == 1.0
-    assert [cmp.is_held_out(r) for r in AFTER].count(True) == 10
+def kind(record: dict) -> str:
+    """The test's grouping: held-out or training template, original or variant; else the source."""
+    if not record.get("template"):
+        return record.get("source", "unknown")
+    split = "held-out templates" if record["template"] in HELD_OUT_TEMPLATES else "training templates"
+    return f"{split}: {'originals' if record['source'] == 'gsm8k_originals' else 'variants'}"
+
+
+def held_out_row(before: list[dict], after: list[dict]) -> dict:
+    keep = [r["id"] for r in before if r["template"] in HELD_OUT_TEMPLATES]
+    pick = lambda records: [r for r in records if r["id"] in keep]  # noqa: E731
+    return {**cmp.comparison_rows(pick(before), pick(after), key=kind)[0], "group": "held-out"}
 
 
 def test_rows_hold_both_accuracies_intervals_and_changes():
-    rows = cmp.comparison_rows(BEFORE, AFTER)
+    rows = cmp.comparison_rows(BEFORE, AFTER, key=kind)
+    assert [r["group"] for r in rows] == ["all", "arithmetic", "held-out templates: originals",
+                                          "held-out templates: variants", "training templates: originals"]
     assert rows[0]["group"] == "all" and len(rows) == 5
     total = rows[0]
     assert (total["before"]["n"], total["before"]["accuracy"], total["after"]["accuracy"]) == (14, 3 / 14, 9 / 14)
     assert total["delta_pp"] == pytest.approx(100 * 6 / 14) and total["relative"] == pytest.approx(2.0)
     assert total["before"]["ci95"][0] < 3 / 14 < total["before"]["ci95"][1]
-    held = cmp.subset_row(BEFORE, AFTER, cmp.is_held_out, "held-out")
+    held = held_out_row(BEFORE, AFTER)
     assert (held["after"]["n"], held["before"]["accuracy"], held["after"]["accuracy"]) == (10, 0.2, 0.6)
     md = cmp.comparison_markdown([held])
     assert "| held-out | 10 | 20.0% [" in md and "+40.0 pp" in md and "+200%" in md
@@ -61,7 +68,7 @@ def test_rows_hold_both_accuracies_intervals_and_changes():
 def test_relative_improvement_undefined_from_zero():
     assert cmp.relative_improvement(0.0, 0.3) is None
     assert cmp.relative_improvement(0.1, 0.15) == pytest.approx(0.5)
-    rows = cmp.comparison_rows(BEFORE, AFTER)
+    rows = cmp.comparison_rows(BEFORE, AFTER, key=kind)
     trained = next(r for r in rows if r["group"] == "training templates: originals")
     assert trained["before"]["accuracy"] == 0.0 and trained["relative"] is None
     assert "| – |" in cmp.comparison_markdown([trained])
@@ -69,17 +76,12 @@ def test_relative_improvement_undefined_from_zero():
 
 def test_group_missing_on_one_side_is_kept():
     after = AFTER + _records({99: True}, {99: ("gsm8k", "")})
-    extra = next(r for r in cmp.comparison_rows(BEFORE, after) if r["group"] == "gsm8k")
+    extra = next(r for r in cmp.comparison_rows(BEFORE, after, key=kind) if r["group"] == "gsm8k")
     assert extra["before"] is None and extra["after"]["accuracy"] == 1.0 and extra["delta_pp"] is None
 
 
-def test_empty_subset_is_a_clear_error():
-    with pytest.raises(DataError, match="no graded records for 'nothing'"):
-        cmp.subset_row(BEFORE, AFTER, lambda r: False, "nothing")
-
-
 def test_chart_has_title_labels_and_one_bar_pair_per_group():
-    rows = cmp.comparison_rows(BEFORE, AFTER)
+    rows = cmp.comparison_rows(BEFORE, AFTER, key=kind)
     fig = cmp.plot_before_after(rows, title="T")
     ax = fig.axes[0]
     assert ax.get_title() == "T" and ax.get_xlabel() and ax.get_ylabel()
@@ -106,22 +108,15 @@ def test_examples_list_fixed_and_broken():
 
 
 def test_headline_accuracy_of_one_side():
-    row = cmp.subset_row(BEFORE, AFTER, cmp.is_held_out, "held-out")
+    row = held_out_row(BEFORE, AFTER)
     v = headline_accuracy(row["after"])
     assert v["value"] == 0.6 and v["n"] == 10 and len(v["ci95"]) == 2
-
-
-def test_headline_is_held_out_when_there_are_held_out_templates():
-    assert cmp.headline_row(BEFORE, AFTER)["group"] == "held-out templates"
-    assert cmp.headline_row(BEFORE, AFTER)["after"]["n"] == 10
-    plain = [r for r in BEFORE if r["source"] == "arithmetic"], [r for r in AFTER if r["source"] == "arithmetic"]
-    assert cmp.headline_row(*plain)["group"] == "all"
 
 
 def _row_with(base_ok: int, tuned_ok: int, n: int) -> dict:
     before = _records({i: i < base_ok for i in range(n)}, {i: ("gsm_symbolic", HELD) for i in range(n)})
     after = _records({i: i < tuned_ok for i in range(n)}, {i: ("gsm_symbolic", HELD) for i in range(n)})
-    return cmp.subset_row(before, after, cmp.is_held_out, "held-out templates")
+    return {**cmp.comparison_rows(before, after, key=kind)[0], "group": "held-out templates"}
 
 
 def test_verdict_claims_a_win_only_when_the_intervals_separate():
@@ -170,7 +165,7 @@ def test_compare_records_leaves_ungraded_examples_out():
     after = [_rec(1, True), _rec(2, None), _rec(3, True)]
     c = compare_records(before, after)
     assert (c["n"], c["n_ungraded"], c["n_fixed"]) == (2, 1, 1)
-    row = cmp.comparison_rows(before, after)[0]
+    row = cmp.comparison_rows(before, after, key=kind)[0]
     assert row["before"]["n"] == row["after"]["n"] == 2
 
 

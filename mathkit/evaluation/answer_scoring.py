@@ -38,6 +38,7 @@ class MathAnswerScorer(Scorer):
     name = "math_answer"
     required_columns = ("problem", "answer")
     display_columns = ("id", "gold", "extracted", "correct", "finished", "completion")
+    stops_at_answer = True  # the extractor reads the first marked answer; what follows is never scored
 
     def prompt_fn(self, tokenizer, *, style: str, system_prompt: str | None) -> Callable[[dict], str]:
         from mathkit.data.formatting import build_prompt

@@ -91,14 +91,14 @@ def _generation_stats(gen, seconds: float) -> dict:
 def stop_rule(scorer: Scorer, style: str, stop_strings: Sequence[str] | None,
               stop_at_answer: bool | None) -> StopRule:
     """The evaluation's stop rule: ``stop_strings`` (None: the style's, e.g. the harness's
-    ``Question:``) and the answer end (None: on for math answers, whose extractor reads the
-    first marked answer; arithmetic answers end at their own end marker)."""
+    ``Question:``) and the answer end (None: the scorer's ``stops_at_answer``: on for math answers,
+    whose extractor reads the first marked answer; arithmetic answers end at their own end marker)."""
     from mathkit.data.formatting import STYLE_STOP_STRINGS
 
     if stop_strings is None:
         stop_strings = STYLE_STOP_STRINGS.get(style, ())
     if stop_at_answer is None:
-        stop_at_answer = isinstance(scorer, MathAnswerScorer)
+        stop_at_answer = scorer.stops_at_answer
     return StopRule(stop_strings=tuple(stop_strings), answer_end=stop_at_answer)
 
 

@@ -22,6 +22,9 @@ class Scorer:
     skip_special_tokens = True            # decode completions without special tokens
     add_special_tokens: bool | None = None  # None: add them unless the prompts start with BOS
     display_columns: tuple[str, ...] = ()   # what EvalResult.table shows
+    # Whether generation may stop once a completion has given its final answer: only when the
+    # answer ends where the scorer stops reading (math answers); arithmetic traces need their end.
+    stops_at_answer = False
 
     def prompt_fn(self, tokenizer, *, style: str, system_prompt: str | None) -> Callable[[dict], str]:
         """The prompt of a row (used when the caller passes no ``prompt_fn``)."""

@@ -5,9 +5,9 @@ teacher vs student): inputs are the records of :func:`mathkit.evaluation.evaluat
 :func:`compare_records` pairs the records by id (which problems were fixed, which broken, the exact
 McNemar test); :func:`pairing_note` checks that both arms saw the same prompts in the same order,
 batch size and precision (greedy decoding depends on the batch in bf16) and says so in a sentence.
-Records are grouped by :func:`eval_group`, which tells apart the GSM-Symbolic templates held out
-of training from those trained on. A row holds both sides as accuracy summaries (accuracy, n,
-correct, ci95); ungraded records (an ungradable gold) are left out everywhere.
+:func:`comparison_rows` groups records by a key the caller gives. A row holds both sides as
+accuracy summaries (accuracy, n, correct, ci95); ungraded records (an ungradable gold) are left
+out everywhere.
 :func:`group_row` holds one evaluation group's arms (base, fine-tuned, fine-tuned with the
 calculator) evaluated on the same batches; :func:`groups_markdown`, :func:`groups_headline` and
 :func:`groups_moved_sentence` turn such rows into the table, results.json headline and the sentence
@@ -23,35 +23,16 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.ticker import PercentFormatter
 
-from mathkit.data.gsm_symbolic import HELD_OUT_TEMPLATES
 from mathkit.errors import DataError
 from mathkit.evaluation.metrics import accuracy_by, accuracy_summary, mcnemar_exact
 from mathkit.jsonl import read_jsonl
 from mathkit.reporting.charts import axis_top, tick_label
 
 BEFORE_COLOR, AFTER_COLOR = "tab:gray", "tab:blue"
-HELD_OUT = "held-out templates"
-TRAINED = "training templates"
 LABELS = ("base", "fine-tuned")
 # Settings that must agree for two evaluations to be paired (unless one is the point of the pair)
 PAIRED_SETTINGS = ("scorer", "prompt_fn", "style", "system_prompt", "batch_size", "max_new_tokens",
                    "bf16", "calculator")
-
-
-def eval_group(record: dict) -> str:
-    """``"held-out templates: originals"``, ``"training templates: variants"``, ... for GSM rows
-    (by template id and source); the source name (``"arithmetic"``, ``"gsm8k"``) otherwise."""
-    tid = record.get("template")
-    if tid:
-        split = HELD_OUT if tid in HELD_OUT_TEMPLATES else TRAINED
-        kind = "originals" if record.get("source") == "gsm8k_originals" else "variants"
-        return f"{split}: {kind}"
-    return record.get("source") or "unknown"
-
-
-def is_held_out(record: dict) -> bool:
-    """True for a problem of a GSM-Symbolic template that training never saw."""
-    return eval_group(record).startswith(HELD_OUT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,7 +127,7 @@ def _row(name: str, x: dict | None, y: dict | None) -> dict:
             "relative": relative_improvement(x["accuracy"], y["accuracy"]) if both else None}
 
 
-def comparison_rows(before: list[dict], after: list[dict], *, key: Callable[[dict], str] = eval_group,
+def comparison_rows(before: list[dict], after: list[dict], *, key: Callable[[dict], str],
                     include_total: bool = True) -> list[dict]:
     """One row per group (and a first ``all`` row): both sides' accuracy summaries, the change
     in percentage points and the relative improvement.
@@ -161,23 +142,6 @@ def comparison_rows(before: list[dict], after: list[dict], *, key: Callable[[dic
                          accuracy_summary(r["correct"] for r in after)))
     rows += [_row(k, b.get(k), a.get(k)) for k in sorted(set(b) | set(a))]
     return rows
-
-
-def subset_row(before: list[dict], after: list[dict], keep: Callable[[dict], bool], name: str) -> dict:
-    """The comparison row of the records selected by ``keep`` (e.g. :func:`is_held_out`)."""
-    x = [r["correct"] for r in before if keep(r) and r["correct"] is not None]
-    y = [r["correct"] for r in after if keep(r) and r["correct"] is not None]
-    if not x or not y:
-        raise DataError(f"no graded records for {name!r} in one of the two evaluations")
-    return _row(name, accuracy_summary(x), accuracy_summary(y))
-
-
-def headline_row(before: list[dict], after: list[dict]) -> dict:
-    """The row a report leads with: the held-out templates when the evaluation has any (the
-    honest generalisation number), else all problems."""
-    if any(is_held_out(r) for r in before):
-        return subset_row(before, after, is_held_out, HELD_OUT)
-    return comparison_rows(before, after)[0]
 
 
 def _n(row: dict) -> str:
