@@ -55,7 +55,10 @@ def parse_args(argv=None):
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--dataset", default="gsm8k_originals")
     ap.add_argument("--n", type=int, default=None, help="problems (default: all 100)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=32, help="lm-eval's batch size")
+    ap.add_argument("--mathkit-batch-sizes", default="",
+                    help="comma-separated batch sizes for mathkit's same-stops runs (default: --batch-size); "
+                         "the answer-end run uses the last one")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--bf16", action="store_true",
@@ -122,16 +125,27 @@ def run_lm_eval(model, tokenizer, rows, args) -> dict:
 
 # ---- mathkit -------------------------------------------------------------------------------
 
-def run_mathkit(model, tokenizer, rows, args, *, stop_at_answer: bool) -> dict:
+def run_mathkit(model, tokenizer, rows, args, *, stop_at_answer: bool, batch_size: int) -> dict:
     t0 = time.perf_counter()
-    result = evaluate_model(model, tokenizer, rows, style=LM_EVAL_GSM8K, batch_size=args.batch_size,
+    result = evaluate_model(model, tokenizer, rows, style=LM_EVAL_GSM8K, batch_size=batch_size,
                             max_new_tokens=args.max_new_tokens, bf16=args.bf16,
                             stop_at_answer=stop_at_answer, progress=False)
     s = result.summary
     return {"seconds": time.perf_counter() - t0, "generation_seconds": s["generation_seconds"],
             "completions": [r["completion"] for r in result.records],
             "own_new_tokens": s["new_tokens"], "stopped_early": s["stopped_early"],
-            "decoder": s["decoder"], "slot_use": s["slot_use"], "truncated": s["truncated"]}
+            "decoder": s["decoder"], "slot_use": s["slot_use"], "truncated": s["truncated"],
+            "batch_size": batch_size}
+
+
+def matmul_gflops(threads: int, size: int = 1024, repeats: int = 20) -> float:
+    """fp32 matmul speed of this CPU at the benchmark's threads: the compute bound's numerator."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size ** 3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
 # ---- comparison ----------------------------------------------------------------------------
@@ -177,14 +191,19 @@ def main(argv=None) -> int:
         if same_prompts != len(rows):
             print(f"prompts differ: {len(rows) - same_prompts} of {len(rows)}", file=sys.stderr)
             return 1
+    sizes = [int(b) for b in args.mathkit_batch_sizes.split(",") if b.strip()] or [args.batch_size]
     if "same_stops" not in skip:
-        runs["mathkit_same_stops"] = run_mathkit(model, tokenizer, rows, args, stop_at_answer=False)
+        for b in sizes:
+            runs[f"mathkit_same_stops_b{b}"] = run_mathkit(model, tokenizer, rows, args, stop_at_answer=False,
+                                                           batch_size=b)
     if "default" not in skip:
-        runs["mathkit_default"] = run_mathkit(model, tokenizer, rows, args, stop_at_answer=True)
+        runs[f"mathkit_default_b{sizes[-1]}"] = run_mathkit(model, tokenizer, rows, args, stop_at_answer=True,
+                                                           batch_size=sizes[-1])
     for run in runs.values():
         score(run, rows, tokenizer)
     head = [f"{args.model}, {args.dataset} ({len(rows)} problems), {'bf16 autocast' if args.bf16 else 'fp32'}, "
-            f"greedy, {args.max_new_tokens} new tokens at most, batch {args.batch_size}, {threads} threads, "
+            f"greedy, {args.max_new_tokens} new tokens at most, lm-eval batch {args.batch_size} (mathkit's "
+            f"in each run's name), {threads} threads, "
             f"load average before/after: {LOAD_BEFORE} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
             f"prompt: lm-eval gsm8k 'Question: ...\\nAnswer:' in the chat template (identical in both tools), "
             f"stop strings {list(STYLE_STOP_STRINGS[LM_EVAL_GSM8K])}",
@@ -195,6 +214,12 @@ def main(argv=None) -> int:
         if name.startswith("mathkit"):
             head.append(f"{name}: decoder {r['decoder']}, {r['stopped_early']} stopped at a stop string "
                         f"or answer end, {r['truncated']} cut at the token limit, slot use {r['slot_use']:.2f}")
+    gflops = matmul_gflops(threads)
+    per_token = 2 * sum(p.numel() for p in model.parameters()) / 1e9  # tied head: its matmul counted once
+    bound = gflops / per_token
+    head.append(f"compute bound: fp32 matmul {gflops:.0f} GFLOP/s at {threads} threads / {per_token:.2f} GFLOP "
+                f"per token = {bound:.0f} tokens/s; " + "; ".join(
+                    f"{name} {100 * r['tokens_per_second'] / bound:.0f}%" for name, r in runs.items()))
     text = "\n".join(head)
     print(text)
     if args.save:

@@ -94,3 +94,41 @@ def test_models_defined_outside_transformers_keep_generate(tok):
     from mathkit.models.decoder import build_decoder
 
     assert not supports_compacting(build_decoder("small", tok))
+
+
+def test_growing_cache_holds_what_a_dynamic_cache_holds_across_growth_and_compaction(model, tok, monkeypatch):
+    from transformers import DynamicCache
+
+    from mathkit.evaluation import decoding
+
+    monkeypatch.setattr(decoding, "GROW_BY", 3)  # the buffer grows several times in 24 steps
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    grown, plain = decoding.growing_cache(model), DynamicCache(config=model.config)
+    assert all(isinstance(layer, decoding.GrowingLayer) for layer in grown.layers)
+    mask, tokens = enc["attention_mask"], enc["input_ids"]
+    with torch.no_grad():
+        for step in range(24):
+            outs = [model(input_ids=tokens, attention_mask=mask, cache=c, use_cache=True).logits
+                    for c in (grown, plain)]
+            assert torch.equal(outs[0], outs[1])
+            tokens = outs[0][:, -1:].argmax(-1)
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            if step in (5, 11):  # drop rows as the decoder does
+                keep = torch.arange(0, mask.shape[0], 2)
+                for c in (grown, plain):
+                    c.batch_select_indices(keep)
+                mask, tokens = mask[keep], tokens[keep]
+    for a, b in zip(grown.layers, plain.layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    assert grown.get_seq_length() == plain.get_seq_length() == mask.shape[1] - 1  # mask holds the next token
+
+
+def test_the_decoder_uses_the_growing_cache(model, tok, monkeypatch):
+    from mathkit.evaluation import decoding
+
+    made = []
+    real = decoding.growing_cache
+    monkeypatch.setattr(decoding, "growing_cache", lambda m: made.append(real(m)) or made[-1])
+    enc = tok(PROMPTS[:2], return_tensors="pt", padding=True)
+    greedy_compacting(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=4, stop_ids=[])
+    assert made and made[0].get_seq_length() > enc["input_ids"].shape[1]

@@ -65,7 +65,7 @@ def test_yaml_values(tmp_path):
     ("ops: []\n", "ops"),
     ("ops: ['+', '+']\n", "ops"),
     ("model_size: huge\n", "model_size"),
-    ("positional_encoding: nope\n", "positional_encoding"),
+    ("positional_encoding: xpos\n", "positional_encoding"),
     ("threads: -1\n", "threads"),
     ("training:\n  max_steps: 10\n", "training.warmup_steps"),   # default warmup (20) longer than the run
     ("training:\n  per_device_train_batch_size: -1\n", "training.per_device_train_batch_size"),

@@ -11,6 +11,12 @@ or at ``max_new_tokens``.
 
 Each row's tokens are those ``model.generate(do_sample=False)`` writes for it (checked by the
 tests on a tiny Llama); in fp32 the rows do not depend on which other rows share the batch.
+
+The cache's full-attention layers keep their keys and values in a buffer with room to spare
+(:class:`GrowingLayer`): transformers' ``DynamicLayer`` appends each new token with ``torch.cat``,
+which copies the whole cache at every step (20% of a SmolLM2 decode step at batch 32 measured with
+the torch profiler here); writing the new token in place and handing attention a view costs the
+copy once per growth of the buffer instead.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ import inspect
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+GROW_BY = 256  # tokens of spare room added when a layer's buffer is full
 
 
 def _cache_keyword(model) -> str:
@@ -38,6 +47,59 @@ def supports_compacting(model) -> bool:
     supports = getattr(type(base), "_supports_default_dynamic_cache", None)
     return (type(base).__module__.startswith("transformers.models.") and cfg is not None
             and not getattr(cfg, "is_encoder_decoder", False) and callable(supports) and bool(supports()))
+
+
+class GrowingLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys and values are views into a buffer with spare room.
+
+    ``update`` writes the new tokens in place and returns views of the filled part, so the
+    tensors attention sees hold the same numbers as ``DynamicLayer``'s, without a copy per step."""
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self.buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.length = 0
+
+    def _reserve(self, key_states: torch.Tensor, value_states: torch.Tensor, needed: int) -> None:
+        if self.buffers is not None and needed <= self.buffers[0].shape[-2]:
+            return
+        capacity = needed + GROW_BY
+        grown = []
+        for new, old in zip((key_states, value_states), self.buffers or (None, None)):
+            shape = (*new.shape[:-2], capacity, new.shape[-1])
+            buffer = new.new_empty(shape)
+            if old is not None:
+                buffer[..., :self.length, :] = old[..., :self.length, :]
+            grown.append(buffer)
+        self.buffers = (grown[0], grown[1])
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        self._reserve(key_states, value_states, end)
+        keys, values = self.buffers
+        keys[..., self.length:end, :] = key_states
+        values[..., self.length:end, :] = value_states
+        self.length = end
+        self.keys, self.values = keys[..., :end, :], values[..., :end, :]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized and self.length > 0:
+            self.buffers = (self.buffers[0][indices], self.buffers[1][indices])
+            self.keys, self.values = self.buffers[0][..., :self.length, :], self.buffers[1][..., :self.length, :]
+
+
+def growing_cache(model) -> DynamicCache:
+    """A ``DynamicCache`` for ``model`` whose full-attention layers are :class:`GrowingLayer` s
+    (sliding-window and other special layers keep transformers' own classes)."""
+    cache = DynamicCache(config=getattr(model, "config", None))
+    if cache.layers:
+        cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    else:  # no config: layers are created on first use
+        cache.layer_class_to_replicate = GrowingLayer
+    return cache
 
 
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -77,7 +139,7 @@ def greedy_compacting(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     Returns the new tokens of each row (up to and including its stop token) and the number of
     decode slots computed (row-steps after the prefill), for the padding-waste statistics.
     ``stopper``: an object with ``stopped(tokens) -> bool`` (stop strings, answer end)."""
-    cache = DynamicCache(config=getattr(model, "config", None))
+    cache = growing_cache(model)
     kw = {_cache_keyword(model): cache, "use_cache": True, "logits_to_keep": 1}
     out = model(input_ids=input_ids, attention_mask=attention_mask,
                 position_ids=_positions(attention_mask), **kw)
