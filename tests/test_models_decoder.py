@@ -39,7 +39,11 @@ def encode(tokenizer, prompts, side="left"):
 
 @pytest.mark.parametrize("fields, message", [
     ({"hidden_size": 30}, r"divisible by num_attention_heads \(4\); e.g. hidden_size 28 or 32"),
-    ({"positional_encoding": "alibi"}, "unknown positional encoding 'alibi'"),
+    ({"positional_encoding": "xpos"}, "unknown positional encoding 'xpos'"),
+    ({"pe_layers": [0, 2]}, r"pe_layers \[0, 2\] has indices outside 0..1 \(2 layers\)"),
+    ({"pe_layers": [-1]}, "outside 0..1"),
+    ({"pe_layers": [1, 1]}, "repeats a layer"),
+    ({"pe_layers": [True]}, "list of layer indices"),
     ({"norm": "batchnorm"}, "unknown norm 'batchnorm'"),
     ({"mlp": "relu"}, "unknown mlp 'relu'"),
     ({"num_hidden_layers": 0}, "num_hidden_layers must be a positive integer"),
@@ -57,6 +61,26 @@ def test_config_round_trips_through_dict():
     assert again.to_dict() == config.to_dict()
     assert again.pe_config() == {"positional_encoding": "rope", "kind": "rotary",
                                  "pe_options": {"rope_theta": 500.0}}
+    layered = MathDecoderConfig(vocab_size=20, positional_encoding="alibi", pe_layers=[1, 0], **TINY)
+    assert layered.pe_layers == [0, 1]  # kept sorted
+    assert MathDecoderConfig.from_dict(layered.to_dict()).pe_config() == {
+        "positional_encoding": "alibi", "kind": "bias", "pe_options": {"slopes": None}, "pe_layers": [0, 1]}
+
+
+def test_configs_saved_before_pe_layers_existed_still_load():
+    old = {k: v for k, v in MathDecoderConfig(vocab_size=20, **TINY).to_dict().items() if k != "pe_layers"}
+    config = MathDecoderConfig.from_dict(old)
+    assert config.pe_layers is None and config.positional_layers() == [0, 1]
+    assert MathDecoderConfig(vocab_size=20, positional_encoding="sinusoidal", **TINY).positional_layers() == [0]
+
+
+@pytest.mark.parametrize("pe_layers, layers", [(None, [0]), ([0], [0]), ([0, 1], [0]), ([1], []), ([], [])])
+def test_an_absolute_encoding_lives_in_layer_0_only(pe_layers, layers, caplog):
+    config = MathDecoderConfig(vocab_size=20, positional_encoding="learned", pe_layers=pe_layers, **TINY)
+    assert config.positional_layers() == layers
+    assert ("added once, at the input" in caplog.text) == (pe_layers in ([0, 1], [1]))
+    model = MathDecoderForCausalLM(config)
+    assert [i for i, layer in enumerate(model.model.layers) if type(layer.positional).name == "learned"] == layers
 
 
 def test_sizes_land_near_their_parameter_targets(tokenizer):

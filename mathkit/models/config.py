@@ -6,6 +6,7 @@ transformers 5 configs are strict dataclasses: fields below are type-checked on 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
@@ -13,6 +14,8 @@ from transformers import PreTrainedConfig
 
 from mathkit.errors import ParamsError
 from mathkit.models import positional
+
+log = logging.getLogger(__name__)
 
 NORMS = ("rmsnorm", "layernorm")
 MLPS = ("swiglu", "gelu")
@@ -27,7 +30,9 @@ class MathDecoderConfig(PreTrainedConfig):
     """Sizes and options of :class:`~mathkit.models.decoder.MathDecoderForCausalLM`.
 
     ``positional_encoding`` names a method registered in :mod:`mathkit.models.positional`;
-    ``pe_options`` are that method's options (e.g. ``{"rope_theta": 10000.0}``).
+    ``pe_options`` are that method's options (e.g. ``{"rope_theta": 10000.0}``); ``pe_layers``
+    lists the layers that get it (the others get NoPE). None means every layer. An absolute method
+    is added once, at the input, by layer 0: ``pe_layers`` then only says whether (0 listed or None).
     """
 
     model_type = "mathkit_decoder"
@@ -45,6 +50,7 @@ class MathDecoderConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     positional_encoding: str = "rope"
     pe_options: dict | None = None
+    pe_layers: list[int] | None = None
     pad_token_id: int | None = None
     bos_token_id: int | None = None
     eos_token_id: int | None = None
@@ -78,20 +84,51 @@ class MathDecoderConfig(PreTrainedConfig):
             positional.validate_positional(self)
         except ValueError as err:
             raise ModelConfigError(str(err)) from None
+        self._check_pe_layers()
         for field in ("pad_token_id", "bos_token_id", "eos_token_id"):
             value = getattr(self, field)
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ModelConfigError(f"{field}={value} is outside the vocabulary (size {self.vocab_size})")
 
+    def _check_pe_layers(self) -> None:
+        layers = self.pe_layers
+        if layers is None:
+            return
+        n = self.num_hidden_layers
+        if not isinstance(layers, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
+            raise ModelConfigError(f"pe_layers must be a list of layer indices or None, got {layers!r}")
+        if any(not 0 <= i < n for i in layers):
+            raise ModelConfigError(f"pe_layers {layers} has indices outside 0..{n - 1} ({n} layers)")
+        if len(set(layers)) != len(layers):
+            raise ModelConfigError(f"pe_layers {layers} repeats a layer; list each layer once")
+        if positional.positional_class(self.positional_encoding).kind == "absolute" and set(layers) - {0}:
+            log.warning("%r is absolute: it is added once, at the input, when pe_layers lists layer 0 "
+                        "(here %s: %s); other layers never add it again", self.positional_encoding, layers,
+                        "added" if 0 in layers else "not added")
+        self.pe_layers = sorted(layers)
+
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    def positional_layers(self) -> list[int]:
+        """The layers whose positional encoding is the configured method (the others get NoPE).
+        An absolute method lives in layer 0 alone (it is added once, at the input), when
+        ``pe_layers`` is None or lists 0."""
+        layers = list(range(self.num_hidden_layers)) if self.pe_layers is None else list(self.pe_layers)
+        if positional.positional_class(self.positional_encoding).kind == "absolute":
+            return [0] if 0 in layers else []
+        return layers
+
     def pe_config(self) -> dict[str, Any]:
-        """The positional-encoding part of the config, as written to ``pe_config.json``."""
+        """The positional-encoding part of the config, as written to ``pe_config.json`` (with
+        ``pe_layers`` only when the method is not on its default layers)."""
         cls = positional.positional_class(self.positional_encoding)
-        return {"positional_encoding": self.positional_encoding, "kind": cls.kind,
-                "pe_options": {**cls.default_options, **self.pe_options}}
+        config = {"positional_encoding": self.positional_encoding, "kind": cls.kind,
+                  "pe_options": {**cls.default_options, **self.pe_options}}
+        if self.pe_layers is not None:
+            config["pe_layers"] = list(self.pe_layers)
+        return config
 
 
 # Shapes for the three sizes of the seed project. Its table (4x256 / 6x512 / 8x512 widths) would

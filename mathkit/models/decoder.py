@@ -7,6 +7,11 @@ safetensors, ``generate`` works (greedy, batched, left padding) and it uses the 
 Positions come from the attention mask (``cumsum - 1``), so a left-padded prompt gets the same
 positions, hence the same logits, as the same prompt unpadded. Padded keys are masked with an
 additive -inf mask; each token may always attend to itself, so no row is all -inf (no NaN).
+
+Positional encodings (:mod:`mathkit.models.positional`): each forward builds one
+``PositionContext``; an absolute method is added once at the input by layer 0's instance, each layer
+then calls its own instance's ``rotate`` (before the cache stores keys) and ``attention_bias`` (added
+to SDPA's ``attn_mask``). Layers outside ``config.pe_layers`` get NoPE.
 """
 
 from __future__ import annotations
@@ -16,11 +21,18 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from mathkit.models.config import MODEL_SIZES, MathDecoderConfig, ModelConfigError
-from mathkit.models.positional import PositionalEncoding, build_positional
+from mathkit.models.positional import (
+    NoPositionalEncoding,
+    PositionalEncoding,
+    PositionContext,
+    build_positional,
+    check_unshared,
+    positional_class,
+)
 
 # transformers renamed the KV-cache argument and output field from ``past_key_values`` to ``cache``
 # (5.2x); hosted images may carry an older 5.x, so we accept both names and answer in the local one.
@@ -51,15 +63,14 @@ class MathDecoderAttention(nn.Module):
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
         self.o_proj.is_residual_output = True
 
-    def forward(self, hidden, *, positional: PositionalEncoding, position_ids, key_positions,
-                mask, cache: Cache | None):
+    def forward(self, hidden, *, positional: PositionalEncoding, ctx: PositionContext, mask):
         batch, length, _ = hidden.shape
         qkv = self.qkv_proj(hidden).view(batch, length, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, head_dim)
-        q, k = positional.rotate(q, k, position_ids)
-        if cache is not None:
-            k, v = cache.update(k, v, self.layer_idx)
-        bias = positional.attention_bias(position_ids, key_positions)
+        q, k = positional.rotate(q, k, ctx)
+        if ctx.cache is not None:
+            k, v = ctx.cache.update(k, v, self.layer_idx)
+        bias = positional.attention_bias(ctx)
         if bias is not None:
             if mask is None and length > 1:  # the bias replaces is_causal, so mask the future here
                 mask = torch.full((length, length), float("-inf"), device=q.device).triu_(1)
@@ -98,18 +109,19 @@ class MathDecoderLayer(nn.Module):
 
     def __init__(self, config: MathDecoderConfig, layer_idx: int):
         super().__init__()
-        self.positional = build_positional(config, layer_idx)
+        if layer_idx in config.positional_layers():
+            self.positional = build_positional(config, layer_idx)
+        else:
+            self.positional = NoPositionalEncoding(config, layer_idx)
         self.attn_norm = _norm(config)
         self.attn = MathDecoderAttention(config, layer_idx)
         self.mlp_norm = _norm(config)
         self.mlp = MathDecoderMLP(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, hidden, *, position_ids, key_positions, mask, cache):
-        hidden = self.positional.embed(hidden, position_ids)
+    def forward(self, hidden, *, ctx: PositionContext, mask):
         hidden = hidden + self.dropout(self.attn(
-            self.attn_norm(hidden), positional=self.positional, position_ids=position_ids,
-            key_positions=key_positions, mask=mask, cache=cache))
+            self.attn_norm(hidden), positional=self.positional, ctx=ctx, mask=mask))
         return hidden + self.dropout(self.mlp(self.mlp_norm(hidden)))
 
 
@@ -124,16 +136,23 @@ class MathDecoderPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         # GPT-2 style: the projections that write into the residual stream start smaller with
         # depth, so the stream does not grow layer by layer.
-        if isinstance(module, nn.Linear) and getattr(module, "is_residual_output", False):
+        if isinstance(module, PositionalEncoding):
+            module.reset_parameters()  # its own nn.Parameters; its Linear/Embedding come next
+        elif isinstance(module, nn.Linear) and getattr(module, "is_residual_output", False):
             std = self.config.initializer_range / (2 * self.config.num_hidden_layers) ** 0.5
             init.normal_(module.weight, mean=0.0, std=std)  # skips weights already loaded
         else:
             super()._init_weights(module)
 
+    def save_pretrained(self, *args, **kwargs):
+        check_unshared(self)  # before anything is written
+        return super().save_pretrained(*args, **kwargs)
+
 
 def _positions_and_mask(attention_mask: torch.Tensor | None, batch: int, length: int, past: int,
                         device: torch.device):
-    """Key positions (B, S) from the 2D mask, and the additive mask (B, 1, T, S) or None.
+    """Key positions (B, S) from the 2D mask, the additive mask (B, 1, T, S) or None, and the 2D
+    padding mask (None when nothing is padded).
 
     None means "plain causal" and lets SDPA use its fused causal kernel: no padding and either no
     cache (a full causal square) or one new token (it sees every cached key).
@@ -149,7 +168,7 @@ def _positions_and_mask(attention_mask: torch.Tensor | None, batch: int, length:
     if attention_mask is None:
         key_positions = torch.arange(total, device=device).expand(batch, total)
         if past == 0 or length == 1:
-            return key_positions, None
+            return key_positions, None, None
         keep = torch.ones(batch, total, dtype=torch.bool, device=device)
     else:
         key_positions = (keep.long().cumsum(-1) - 1).clamp_min(0)
@@ -158,7 +177,7 @@ def _positions_and_mask(attention_mask: torch.Tensor | None, batch: int, length:
     allowed = (key_index <= query_index)[None] & keep[:, None, :]      # (B, T, S)
     allowed |= key_index == query_index                                 # a padded token sees itself
     mask = torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, float("-inf"))
-    return key_positions, mask[:, None]
+    return key_positions, mask[:, None], attention_mask
 
 
 class MathDecoderModel(MathDecoderPreTrainedModel):
@@ -192,13 +211,14 @@ class MathDecoderModel(MathDecoderPreTrainedModel):
         if not use_cache:
             cache = None
         past = cache.get_seq_length() if cache is not None else 0
-        key_positions, mask = _positions_and_mask(attention_mask, batch, length, past, hidden.device)
+        key_positions, mask, padding = _positions_and_mask(attention_mask, batch, length, past, hidden.device)
         if position_ids is None:
             position_ids = key_positions[:, past:]
-        hidden = self.dropout(hidden)
+        ctx = PositionContext(position_ids=position_ids, key_positions=key_positions, input_ids=input_ids,
+                              attention_mask=padding, past_length=past, cache=cache)
+        hidden = self.dropout(self.layers[0].positional.embed(hidden, ctx))  # absolute: once, here
         for layer in self.layers:
-            hidden = layer(hidden, position_ids=position_ids, key_positions=key_positions,
-                           mask=mask, cache=cache)
+            hidden = layer(hidden, ctx=ctx, mask=mask)
         return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden), **{CACHE_FIELD: cache})
 
 
@@ -241,15 +261,37 @@ class MathDecoderForCausalLM(MathDecoderPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_FIELD: getattr(out, CACHE_FIELD)})
 
 
+DIGITS = tuple("0123456789")
+
+
+def digit_token_ids(tokenizer) -> list[int]:
+    """Ids of the single-character tokens "0".."9"; ModelConfigError when the tokenizer has none."""
+    ids = tokenizer.convert_tokens_to_ids(list(DIGITS))
+    if any(i is None or i == tokenizer.unk_token_id for i in ids):
+        raise ModelConfigError("this tokenizer has no single-character digit tokens; pass "
+                               "pe_options={'digit_token_ids': [...]} explicitly")
+    return list(ids)
+
+
 def build_decoder(size: str, tokenizer, positional_encoding: str = "rope",
-                  max_position_embeddings: int = 128, **overrides) -> MathDecoderForCausalLM:
+                  max_position_embeddings: int = 128, *, pe_options: dict | None = None,
+                  pe_layers: list[int] | None = None, **overrides) -> MathDecoderForCausalLM:
     """A freshly initialised decoder of a named size (see ``MODEL_SIZES``) for ``tokenizer``.
 
-    Vocabulary size and pad/bos/eos ids come from the tokenizer; ``overrides`` set any other
-    config field (``pe_options``, ``dropout``, ``mlp``, or a shape). Seed before calling.
+    Vocabulary size and pad/bos/eos ids come from the tokenizer, and so do ``digit_token_ids``
+    for a positional encoding that takes that option (Abacus, math_adaptive) when not given.
+    ``pe_options``/``pe_layers`` configure the positional encoding; ``overrides`` set any other
+    config field (``dropout``, ``mlp``, or a shape). Seed before calling.
     """
     if size not in MODEL_SIZES:
         raise ModelConfigError(f"unknown model size {size!r}; use one of {', '.join(MODEL_SIZES)}")
+    pe_options = dict(pe_options or {})
+    try:
+        takes_digits = "digit_token_ids" in positional_class(positional_encoding).default_options
+    except ValueError as err:
+        raise ModelConfigError(str(err)) from None
+    if takes_digits and pe_options.get("digit_token_ids") is None:
+        pe_options["digit_token_ids"] = digit_token_ids(tokenizer)
     fields = {
         **MODEL_SIZES[size],
         "vocab_size": len(tokenizer),
@@ -258,6 +300,8 @@ def build_decoder(size: str, tokenizer, positional_encoding: str = "rope",
         "eos_token_id": tokenizer.eos_token_id,
         "positional_encoding": positional_encoding,
         "max_position_embeddings": max_position_embeddings,
+        "pe_options": pe_options,
+        "pe_layers": None if pe_layers is None else list(pe_layers),
     }
     fields.update(overrides)
     return MathDecoderForCausalLM(MathDecoderConfig(**fields))

@@ -17,6 +17,7 @@ from pathlib import Path
 from mathkit.errors import MathkitError, ParamsError
 from mathkit.models.config import MathDecoderConfig
 from mathkit.models.gguf import SOURCE_FILE, alias_of, read_source
+from mathkit.models.positional import check_unshared
 from mathkit.models.registry import find_offline
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,23 @@ def side_configs(model, extra_configs: dict[str, dict] | None = None) -> dict[st
             raise ParamsError(f"extra_configs['{PE_CONFIG}'] = {given} contradicts the model's own "
                               f"positional encoding {own}; leave it out, it is written from the model")
         configs[PE_CONFIG] = {**(given or {}), **own}
+    swapped = _swapped_positional(model)
+    if swapped is not None:  # a GPT-NeoX model whose rotary encoding was swapped (models.neox_positional)
+        configs[PE_CONFIG] = {**configs.get(PE_CONFIG, {}), **swapped}
     origin = origin_record(model)
     if origin is not None:
         configs[SOURCE_CONFIG] = origin
     return configs
+
+
+def _swapped_positional(model) -> dict | None:
+    """The ``pe_config`` of a GPT-NeoX model with a swapped positional encoding, else None."""
+    if getattr(getattr(unwrap(model), "config", None), "model_type", None) != "gpt_neox":
+        return None
+    from mathkit.models.neox_positional import positional_settings  # lazy: io is imported by it
+
+    settings = positional_settings(unwrap(model))
+    return settings.pe_config() if settings is not None else None
 
 
 def write_side_configs(out_dir: str | Path, configs: dict[str, dict]) -> None:
@@ -93,6 +107,8 @@ def save(model, tokenizer, out_dir: str | Path, extra_configs: dict[str, dict] |
     (positional encoding name, kind and options) is always written. Returns the folder.
     """
     configs = side_configs(model, extra_configs)  # validate before writing anything
+    if _decoder_config(model) is not None:
+        check_unshared(unwrap(model))  # every layer's positional encoding owns its parameters
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

@@ -173,6 +173,19 @@ def _model_kwargs(dtype, load_in_4bit: bool, device_map, device: str, offload_fo
     return kwargs
 
 
+def _restore_swapped_positional(model, name: str, adapter) -> None:
+    """A GPT-NeoX model saved with a swapped positional encoding gets the swap back (with the
+    encodings' weights from a full-model folder; an adapter folder carries them itself)."""
+    if getattr(model.config, "model_type", None) != "gpt_neox":
+        return
+    from mathkit.models.neox_positional import apply_saved_positional, saved_swap
+
+    if Path(name).is_dir() and saved_swap(name):
+        apply_saved_positional(model, name, weights=True)
+    if adapter is not None and saved_swap(adapter):
+        apply_saved_positional(model, adapter, weights=False)
+
+
 def load(name_or_path, *, adapter=None, dtype=None, load_in_4bit: bool = False, device_map=None,
          device=None, cache_dir=None, merge: bool = False, offload_folder=None):
     """``(model, tokenizer)`` for ``name_or_path`` (see the module docstring), in eval mode.
@@ -192,6 +205,7 @@ def load(name_or_path, *, adapter=None, dtype=None, load_in_4bit: bool = False, 
     elif merge:
         raise ParamsError("merge=True needs an adapter (an adapter folder, or adapter=)")
     model, tokenizer = _load_base(name, kwargs, cache_dir)
+    _restore_swapped_positional(model, name, adapter)
     if adapter is not None:
         model = _attach_adapter(model, adapter, merge=merge)
         tokenizer = _tokenizer_of(adapter, tokenizer)
