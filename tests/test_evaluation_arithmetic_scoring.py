@@ -157,3 +157,71 @@ def test_a_leading_zero_is_a_wrong_answer():
     assert score_arithmetic(record, right)["correct"] is True
     assert score_arithmetic(record, wrong)["got"] == "0847"
     assert score_arithmetic(record, wrong)["correct"] is False
+
+
+# ---- formats (mathkit.data.arithmetic.formats): exact answers as each format writes them ----
+
+class PromptOracle(OracleModel):
+    """generate() writes the completion stored for each prompt (any format), or a replacement."""
+
+    def __init__(self, tokenizer, completions: dict[str, str]):
+        super().__init__(tokenizer, len(tokenizer))
+        self.completions = completions
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, pad_token_id, **_):
+        rows = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
+            prompt = self.tok.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=False)
+            new = self.tok(self.completions[prompt], add_special_tokens=False)["input_ids"][:max_new_tokens]
+            rows.append(ids + new)
+        width = max(map(len, rows))
+        return torch.tensor([r + [pad_token_id] * (width - len(r)) for r in rows])
+
+
+@pytest.fixture(scope="module")
+def hint_tok():
+    from mathkit.data.arithmetic import extra_tokens
+
+    tok = build_char_tokenizer()
+    tok.add_tokens(extra_tokens(["index_hints"]))
+    return tok
+
+
+# a wrong answer of each format that a careless parser could take for right
+NEAR_MISSES = {
+    "cot": lambda r: r["completion"].replace(f"</think>{r['result']}<end>", f"</think>{str(r['result'])[::-1]}x<end>"),
+    "plain": lambda r: f"0{r['result']}<end>",
+    "reversed": lambda r: f"{r['result']}<end>" if str(r["result"]) != str(r["result"])[::-1] else f"{r['result']}0<end>",
+    "index_hints": lambda r: f"{r['answer'].replace('a', 'b', 1)}<end>",
+}
+
+
+@pytest.mark.parametrize("fmt", ["cot", "plain", "reversed", "index_hints"])
+def test_each_format_scores_right_answers_right_and_near_misses_wrong(fmt, hint_tok):
+    from mathkit.data.arithmetic import format_records
+
+    records = format_records(generate_examples(40, min_digits=1, max_digits=3, seed=9), fmt)
+    right = {r["prompt"]: r["completion"] for r in records}
+    ev = evaluate(PromptOracle(hint_tok, right), hint_tok, records, batch_size=16)
+    assert ev.summary["accuracy"] == 1.0 and ev.summary["token_accuracy"]["accuracy"] == 1.0
+    assert [r["expected"] for r in ev.records] == [r["answer"] for r in records]
+    assert (ev.summary["thought_match"] is not None) == (fmt == "cot")
+
+    missed = {r["prompt"]: NEAR_MISSES[fmt](r) for r in records[:10]}
+    ev = evaluate(PromptOracle(hint_tok, {**right, **missed}), hint_tok, records, batch_size=16,
+                  token_accuracy=False)
+    assert ev.summary["correct"] == len(records) - 10
+    assert {f["expression"] for f in ev.failures()} == {r["expression"] for r in records[:10]}
+
+
+def test_a_reversed_answer_is_wrong_in_the_plain_format_and_right_in_the_reversed_one():
+    from mathkit.data.arithmetic import format_example
+
+    plain, rev = format_example(35, 17, "+", "plain"), format_example(35, 17, "+", "reversed")
+    assert score_arithmetic(plain, "25<end>")["correct"] is False
+    assert score_arithmetic(rev, "25<end>")["correct"] is True
+    assert score_arithmetic(rev, "52<end>")["correct"] is False
+    hints = format_example(35, 17, "+", "index_hints")
+    assert score_arithmetic(hints, "b5a2<end>")["correct"] is True
+    assert score_arithmetic(hints, "52<end>")["correct"] is False  # the digits without their letters
+    assert score_arithmetic(hints, "a5b2<end>")["correct"] is False  # letters swapped

@@ -21,6 +21,25 @@ SPECS = available(ROOT / "notebooks")
 WATCHED = ("runs", "reports")  # where a run could leave checkpoints or outputs in the checkout
 
 
+def check_pe_ablation(folder):
+    """Notebook 04: one row per (encoding, format, seed) of the smoke grid, and a headline number
+    for each encoding in distribution and at twice the training length."""
+    from mathkit.jsonl import read_jsonl
+    from mathkit.params import load_params
+    from mathkit.params.pe_ablation import PeAblationParams
+
+    p = load_params(PeAblationParams, ROOT / "params" / "04_pe_ablation" / "smoke.yaml")
+    rows = read_jsonl(folder / "runs.jsonl")
+    assert len(rows) == len(p.positional_encodings) * len(p.formats) * len(p.seeds)
+    headline = json.loads((folder / "results.json").read_text())["headline"]
+    for key in ("exact_match_in_distribution", "exact_match_at_2n"):
+        assert set(headline[key][p.formats[0]]) == set(p.positional_encodings)
+        assert all(v["n"] > 0 for v in headline[key][p.formats[0]].values())
+
+
+EXTRA_CHECKS = {"04_pe_ablation": check_pe_ablation}  # what a notebook's smoke run must also hold
+
+
 def checkout_files() -> dict[str, float]:
     """Path -> modification time of every file under the checkout's runs/ and reports/."""
     return {str(f): f.stat().st_mtime for d in WATCHED if (ROOT / d).is_dir()
@@ -41,6 +60,8 @@ def test_smoke_run_matches_reference(spec, tmp_path):
     assert results["runtime"]["device"] in ("cpu", "gpu")
     assert list((reports / spec.name).glob("*.png")), "the report has no charts"
     assert (reports / f"{spec.name}.html").stat().st_size > 10_000
+    if spec.name in EXTRA_CHECKS:
+        EXTRA_CHECKS[spec.name](reports / spec.name)
 
     nbval = compare_with_reference(reports / f"{spec.name}.ipynb", spec.name, tmp_path)
     assert nbval.returncode == 0, (

@@ -33,6 +33,8 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                      "mathkit.params.arithmetic_cot:ArithmeticCotParams"),
         NotebookSpec("02_lora_sft", "LoRA fine-tuning, base vs fine-tuned",
                      "mathkit.params.lora_sft:LoraSftParams"),
+        NotebookSpec("04_pe_ablation", "Positional encodings and length generalization in addition",
+                     "mathkit.params.pe_ablation:PeAblationParams"),
     )
 }
 

@@ -3,8 +3,10 @@
 :class:`ArithmeticScorer` plugs into :func:`mathkit.evaluation.evaluator.evaluate_model`:
 
 * Exact match: the final answer (after ``</think>``, or the text before ``<end>`` for plain
-  examples) equals the true result, as a string, so ``0847`` for 847 is wrong. An unfinished
-  think block counts as wrong.
+  examples) equals the true result as the record's format writes it
+  (:func:`mathkit.data.arithmetic.formats.expected_answer`: ``847``, reversed ``748``, with index
+  hints ``c8b4a7``), as a string, so ``0847`` for 847 is wrong. An unfinished think block counts
+  as wrong.
 * Thought match: the chain of thought equals the reference trace (CoT examples only), which
   tells "right for the right reasons" apart from lucky answers.
 * Token accuracy: under teacher forcing, the share of completion tokens (``<end>`` included)
@@ -21,7 +23,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from mathkit.data.arithmetic import parse_completion
+from mathkit.data.arithmetic import expected_answer, parse_completion
 from mathkit.data.markers import THINK_END
 from mathkit.evaluation.metrics import accuracy_by, accuracy_summary, token_accuracy
 from mathkit.evaluation.scoring import Scorer
@@ -36,14 +38,15 @@ def score_arithmetic(record: dict, completion: str) -> dict:
     """The scored row of one arithmetic record: expected, got, correct, thought_correct, ..."""
     thought, answer = parse_completion(completion)
     ref_thought, _ = parse_completion(record["completion"])
+    expected = expected_answer(record)
     return {
         "expression": record["expression"],
         "op": record["op"],
         "n_digits": record["n_digits"],
         "operand_lengths": operand_lengths(record),
-        "expected": str(record["result"]),
+        "expected": expected,
         "got": answer,
-        "correct": answer == str(record["result"]),
+        "correct": answer == expected,
         # None for plain (no-CoT) records: there is no reference thought to match
         "thought_correct": (THINK_END in completion and thought == ref_thought) if ref_thought else None,
         "completion": completion,
