@@ -18,13 +18,14 @@ import re
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mathkit.cli import notebook_registry as registry
+from mathkit.cli.training_watch import MetricsWatcher
 from mathkit.env import repo_root
 from mathkit.errors import NotebookFailedError, ParamsError
 from mathkit.params import NotebookParams, load_params
@@ -190,9 +191,14 @@ def run_notebook(spec: registry.NotebookSpec, *, root: Path, reports_dir: Path,
     log.info("running %s with %s", spec.name, ", ".join(str(f) for f in files) or "defaults")
     t0 = time.perf_counter()
     ok = False
+    watched = [out_dir]  # training logs: under the output folder, or the checkpoint folder
+    if getattr(params, "checkpoint_dir", ""):
+        folder = Path(params.checkpoint_dir)
+        watched.append(folder if folder.is_absolute() else root / folder)
     try:
-        execute(root / "notebooks" / f"{spec.name}.py", executed, params.model_dump(), cwd=root,
-                progress=progress)
+        with MetricsWatcher(watched) if progress else nullcontext():
+            execute(root / "notebooks" / f"{spec.name}.py", executed, params.model_dump(), cwd=root,
+                    progress=progress)
         ok = True
     finally:
         if not ok:  # failed or interrupted: put the previous report back untouched
