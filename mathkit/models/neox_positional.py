@@ -43,6 +43,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 
 from mathkit.errors import ParamsError
+from mathkit.models.decoder import digit_token_ids
 from mathkit.models.io import PE_CONFIG, ModelNotFoundError, read_side_config, unwrap
 from mathkit.models.positional import PositionContext, positional_class, validate_positional
 
@@ -52,7 +53,6 @@ ARCHITECTURE = "gpt_neox"
 PE_MODULE = "positional"                       # attribute of each attention layer holding its encoding
 ATTENTION_PROJECTIONS = ("query_key_value", "dense")
 PE_INTERNALS = rf".*\.{PE_MODULE}\..*"         # LoRA never goes inside an encoding (it is trained whole)
-DIGITS = "0123456789"
 
 
 @dataclass
@@ -88,15 +88,6 @@ def _core(model) -> GPTNeoXModel:
         raise ParamsError(f"swap_positional works on GPT-NeoX models (Pythia: GPTNeoXForCausalLM), got "
                           f"{type(model).__name__}; our own decoder takes positional_encoding in its config")
     return model.gpt_neox
-
-
-def digit_token_ids(tokenizer) -> list[int]:
-    """Ids of the tokens "0".."9"; ParamsError when the tokenizer has no single-character digit tokens."""
-    ids = [tokenizer.convert_tokens_to_ids(d) for d in DIGITS]
-    if any(i is None or i == tokenizer.unk_token_id for i in ids):
-        raise ParamsError("this tokenizer has no token for every digit 0-9; pass pe_options "
-                          "{'digit_token_ids': [...]} yourself")
-    return ids
 
 
 def _default_layers(kind: str, n_layers: int) -> list[int]:
