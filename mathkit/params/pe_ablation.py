@@ -15,22 +15,14 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from mathkit.data.arithmetic.formats import FORMATS, HINT_LETTERS
+from mathkit.params.arithmetic_cot import DEFAULT_TRAINING as ARITHMETIC_TRAINING
 from mathkit.params.training import TrainingParams
 
 # Index hints name each digit's place with a letter: answers of 2N+1 digits need 2N+1 letters.
 MAX_DIGITS = (len(HINT_LETTERS) - 1) // 2
 
-DEFAULT_TRAINING: dict[str, Any] = {
-    "per_device_train_batch_size": 64,
-    "per_device_eval_batch_size": 256,
-    "learning_rate": 2.0e-3,
-    "weight_decay": 0.01,
-    "max_steps": 200,
-    "warmup_steps": 20,
-    "eval_steps": 100,
-    "save_steps": 100,
-    "logging_steps": 10,
-}
+# The small decoder trains as in notebook 01 (its quick-run block), validating less often.
+DEFAULT_TRAINING: dict[str, Any] = {**ARITHMETIC_TRAINING, "eval_steps": 100}
 
 Format = Literal["cot", "plain", "reversed", "index_hints"]
 assert set(Format.__args__) == set(FORMATS)  # one list of formats, the data module's
