@@ -41,8 +41,8 @@ def test_gpu_profile_trains_with_the_full_seed_recipe():
 def test_cpu_profile_is_the_reference_recipe_in_fp32():
     p = load_params(LoraSftParams, ROOT / "params" / "02_lora_sft" / "cpu.yaml")
     t = p.training
-    assert (t["learning_rate"], t["per_device_train_batch_size"] * t["gradient_accumulation_steps"]) == (5e-4, 8)
-    assert (t["max_steps"], t["num_train_epochs"], t["optim"]) == (-1, 1.0, "adamw_torch")
+    assert (t["learning_rate"], t["per_device_train_batch_size"] * t["gradient_accumulation_steps"]) == (1e-3, 8)
+    assert (t["max_steps"], t["num_train_epochs"], t["optim"]) == (-1, 1.0, "adamw_torch_fused")
     assert t["train_sampling_strategy"] == "group_by_length" and t["max_length"] == 384
     assert t["bf16"] is False and p.eval_bf16 is False  # no native bf16 on this CPU: fp32 throughout
     assert (p.lora_r, p.lora_alpha, p.prompt_style) == (32, 64.0, "gsm8k")
