@@ -9,7 +9,8 @@ the runner reads those files as they grow and prints one line per logged step::
     [training checkpoints] step 30 · epoch 0.41 · loss 0.8329 · 122.7 tokens/s
     [training checkpoints] step 38 · eval loss 0.8000
 
-Only files written after the run started are shown, from the lines added since the last look.
+Only lines added after the watcher started are shown: files that exist then (earlier runs) are
+read from their size at that moment, new files from their start.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import TextIO
 
@@ -49,8 +49,12 @@ class MetricsWatcher:
         self.folders = [Path(f) for f in folders]
         self.stream = stream or sys.stderr
         self.interval = interval
-        self.started = time.time()
         self.offsets: dict[Path, int] = {}
+        for path in self._files():  # what earlier runs wrote is not this run's progress
+            try:
+                self.offsets[path] = path.stat().st_size
+            except OSError:
+                continue
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -72,8 +76,6 @@ class MetricsWatcher:
         """Print the rows added to every watched file since the last poll."""
         for path in self._files():
             try:
-                if path not in self.offsets and path.stat().st_mtime < self.started:
-                    continue  # a file of an earlier run, not this one's
                 with path.open("rb") as f:
                     f.seek(self.offsets.get(path, 0))
                     data = f.read()
