@@ -48,3 +48,22 @@ def test_roles_must_alternate(tokenizer):
         render(tokenizer, [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
     with pytest.raises(TemplateError, match="alternate"):
         render(tokenizer, [{"role": "assistant", "content": "a"}])
+
+
+def test_the_tutor_prompt_and_think_solution_in_gemma_turns(tokenizer):
+    """What notebook 03 trains on: Gemma has no system role, so the tutor prompt opens the first
+    user turn; the completion is the <think> solution closed by Gemma's end of turn, and the prompt
+    plus the completion is exactly the rendered conversation. (This test tokenizer adds no BOS of
+    its own, so the template's stays; Gemma's tokenizer adds one and formatting drops the template's.)"""
+    from mathkit.data.formatting import DEFAULT_SYSTEM_PROMPT, STYLE_INSTRUCTIONS, format_example
+
+    row = {"problem": "What is 2+3?", "solution": "2 + 3 = 5", "answer": "5"}
+    ex = format_example(tokenizer, row, style="think", system_prompt=None)
+    assert ex["prompt"] == (f"<bos><start_of_turn>user\n{DEFAULT_SYSTEM_PROMPT}\n\nWhat is 2+3?\n\n"
+                            f"{STYLE_INSTRUCTIONS['think']}<end_of_turn>\n<start_of_turn>model\n")
+    assert ex["completion"] == "<think>\n2 + 3 = 5\n</think>\n\nThe final answer is $\\boxed{5}$.<end_of_turn>"
+    conversation = render(tokenizer, [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+                                      {"role": "user", "content": f"What is 2+3?\n\n{STYLE_INSTRUCTIONS['think']}"},
+                                      {"role": "assistant", "content": ex["completion"].removesuffix("<end_of_turn>")}])
+    assert ex["prompt"] + ex["completion"] + "\n" == conversation
+    assert "system" not in conversation

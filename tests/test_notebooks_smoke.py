@@ -37,7 +37,27 @@ def check_pe_ablation(folder):
         assert all(v["n"] > 0 for v in headline[key][p.formats[0]].values())
 
 
-EXTRA_CHECKS = {"04_pe_ablation": check_pe_ablation}  # what a notebook's smoke run must also hold
+def check_qlora_gemma3(folder):
+    """Notebook 03: the MathX-shaped JSONL it streamed, an adapter and a merged model without
+    adapter, the merged model answering like the adapter on its base, merging into the 4-bit base
+    lossier than that, and the QLoRA / LoRA / full fine-tuning comparison."""
+    from mathkit.data.mathx import MATHX_COLUMNS
+    from mathkit.jsonl import read_jsonl
+
+    assert list(read_jsonl(folder / "data" / "mathx_local.jsonl")[0]) == list(MATHX_COLUMNS)
+    assert (folder / "adapter" / "adapter_model.safetensors").is_file()
+    assert (folder / "merged" / "model.safetensors").is_file() and not (folder / "merged" / "adapter_config.json").exists()
+    assert json.loads((folder / "merged" / "config.json").read_text())["architectures"] == ["Gemma3ForCausalLM"]
+    metrics = json.loads((folder / "results.json").read_text())["metrics"]
+    assert metrics["reload_identical"] and metrics["merge_check"]["all_identical"]
+    assert metrics["merge_check"]["within_tolerance"]
+    assert metrics["requantized_merge"]["max_abs_logit_diff"] > metrics["merge_check"]["max_abs_logit_diff"]
+    setups = [(r["set-up"].split(" (")[0], r["packing"]) for r in metrics["speed_and_memory"]]
+    assert setups == [("QLoRA", False), ("QLoRA", True), ("LoRA", False), ("full fine-tuning", False)]
+
+
+EXTRA_CHECKS = {"03_qlora_gemma3_mathx": check_qlora_gemma3,  # what a notebook's smoke run must also hold
+                "04_pe_ablation": check_pe_ablation}
 
 
 def checkout_files() -> dict[str, float]:

@@ -118,7 +118,7 @@ def parameters_cell(notebook: str) -> dict:
     return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cells[0].source).body}
 
 
-@pytest.mark.parametrize("notebook", ["00_base_model_eval", "01_arithmetic_cot", "02_lora_sft", "04_pe_ablation"])
+@pytest.mark.parametrize("notebook", ["00_base_model_eval", "01_arithmetic_cot", "02_lora_sft", "03_qlora_gemma3_mathx", "04_pe_ablation"])
 def test_parameters_cell_equals_schema_defaults(notebook):
     """papermill without the runner fills unset keys from the cell: it must hold the defaults."""
     from mathkit.cli.notebook_registry import NOTEBOOKS

@@ -33,6 +33,8 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                      "mathkit.params.arithmetic_cot:ArithmeticCotParams"),
         NotebookSpec("02_lora_sft", "LoRA fine-tuning, base vs fine-tuned",
                      "mathkit.params.lora_sft:LoraSftParams"),
+        NotebookSpec("03_qlora_gemma3_mathx", "QLoRA fine-tuning of Gemma-3 on MathX-style <think> solutions",
+                     "mathkit.params.qlora_gemma3:QloraGemma3Params"),
         NotebookSpec("04_pe_ablation", "Positional encodings and length generalization in addition",
                      "mathkit.params.pe_ablation:PeAblationParams"),
     )

@@ -3,12 +3,20 @@
 The recipe (r=32, alpha=64, dropout 0.1 on every attention and MLP projection) comes from the
 TinyLlama/Mistral LoRA project notebook 02 reproduces. A 4-bit (NF4) base is QLoRA: it is prepared
 with peft's ``prepare_model_for_kbit_training`` (norms in fp32, inputs requiring grad) before the
-adapter goes on. Training itself is :func:`mathkit.training.train`; loading a saved adapter is
-``mathkit.models.load(base, adapter=folder)``.
+adapter goes on; on a vision-language checkpoint the adapter stays on the language model
+(:func:`non_text_modules`). Training itself is :func:`mathkit.training.train`; loading a saved
+adapter is ``mathkit.models.load(base, adapter=folder)``.
+
+QLoRA's adapter is merged into the base reloaded *un-quantized* (:func:`save_merged`): merging
+into the 4-bit base requantizes every weight, which :func:`requantized_merge` measures.
+:func:`fingerprint` and :func:`compare_fingerprints` check that two models (merged vs adapter on
+its base, 4-bit vs un-quantized) answer alike, and :func:`full_finetune_estimate` gives the cost of
+the full fine-tuning LoRA avoids, from a measured LoRA run.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from contextlib import contextmanager
@@ -37,14 +45,31 @@ def has_tied_embeddings(model) -> bool:
 
 def build_lora_config(*, r: int = 32, alpha: float = 64, dropout: float = 0.1,
                       target_modules: list[str] | tuple[str, ...] = (),
-                      tied_embeddings: bool = False) -> LoraConfig:
+                      tied_embeddings: bool = False, exclude_modules: str | None = None) -> LoraConfig:
     """A causal-LM ``LoraConfig``; ``ensure_weight_tying`` when a tied embedding is targeted
-    (peft would otherwise untie ``embed_tokens`` and ``lm_head``)."""
+    (peft would otherwise untie ``embed_tokens`` and ``lm_head``). ``exclude_modules``: a regex
+    of module names to leave alone (:func:`non_text_modules`)."""
     check_lora_settings(r=r, alpha=alpha, dropout=dropout, target_modules=target_modules)
     touches_embeddings = any(m in EMBEDDING_MODULES for m in target_modules)
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
-                      bias="none", task_type="CAUSAL_LM",
+                      bias="none", task_type="CAUSAL_LM", exclude_modules=exclude_modules,
                       ensure_weight_tying=bool(tied_embeddings and touches_embeddings))
+
+
+# Submodules of vision-language checkpoints (Gemma-3 4B+, PaliGemma, LLaVA) that text never reaches.
+NON_TEXT_SUBMODULES = ("vision_tower", "multi_modal_projector", "vision_model", "audio_tower")
+
+
+def non_text_modules(model) -> str | None:
+    """A regex for ``build_lora_config(exclude_modules=...)`` naming the vision (or audio) parts
+    of ``model``, or None for a text-only model.
+
+    ``google/gemma-3-4b-it`` loads as ``Gemma3ForConditionalGeneration``: its SigLIP tower has
+    ``q_proj``/``k_proj``/``v_proj`` too, which LoRA would otherwise adapt although text
+    fine-tuning never sends an image through them (parameters trained on nothing)."""
+    present = sorted({part for name, _ in model.named_modules() for part in name.split(".")
+                      if part in NON_TEXT_SUBMODULES})
+    return rf".*\b({'|'.join(present)})\b.*" if present else None
 
 
 def check_targets_exist(model, target_modules) -> None:
@@ -124,3 +149,96 @@ def save_merged(model, tokenizer, out_dir: str | Path, *, base_model: str, adapt
     finally:
         del merged
         release_memory()
+
+
+# ---- QLoRA's way out: the adapter merged into the un-quantized base, and checked ------------
+
+@torch.no_grad()
+def prompt_logits(model, tokenizer, prompts: list[str]) -> torch.Tensor:
+    """The next-token logits (fp32) at the end of each prompt, one prompt at a time (no padding,
+    so two models are compared on exactly the same computation)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    rows = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=not (bos and prompt.startswith(bos)))
+        ids = {k: v.to(model.device) for k, v in ids.items()}
+        rows.append(model(**ids).logits[0, -1].float().cpu())
+    return torch.stack(rows)
+
+
+def fingerprint(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 32) -> dict:
+    """What ``model`` answers to ``prompts``: greedy completions (fp32, one batch) and the
+    next-token logits at the end of each prompt."""
+    from mathkit.training.reload_check import greedy_completions
+
+    return {"completions": greedy_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens),
+            "logits": prompt_logits(model, tokenizer, prompts)}
+
+
+def compare_fingerprints(a: dict, b: dict, *, atol: float = 1e-3) -> dict:
+    """How far two :func:`fingerprint` s of the same prompts lie apart: identical completions
+    (count and share), the largest absolute logit difference, whether it is within ``atol``, and
+    how often the two agree on the next token."""
+    same = [x == y for x, y in zip(a["completions"], b["completions"])]
+    diff = (a["logits"] - b["logits"]).abs().max().item() if a["logits"].numel() else 0.0
+    top = (a["logits"].argmax(-1) == b["logits"].argmax(-1)).float().mean().item()
+    return {"n": len(same), "identical_completions": sum(same), "all_identical": all(same),
+            "max_abs_logit_diff": diff, "atol": atol, "within_tolerance": diff <= atol,
+            "next_token_agreement": top}
+
+
+def requantized_merge(model):
+    """Merge the adapter *into* a 4-bit base, which dequantizes each weight, adds the update and
+    quantizes it again: lossy. Only to measure how lossy (compare :func:`fingerprint` s before and
+    after); the merged model to keep comes from :func:`save_merged`. Returns the plain model."""
+    if not (is_quantized(model) and isinstance(model, PeftModel)):
+        raise ParamsError("requantized_merge takes a LoRA model on a 4-bit base")
+    with warnings.catch_warnings():  # peft warns that this changes generations: what we measure
+        warnings.filterwarnings("ignore", message=".*4-bit.*")
+        warnings.filterwarnings("ignore", message=".*rounding errors.*")
+        return model.merge_and_unload()
+
+
+def full_finetune_estimate(*, parameters: int, lora_peak_mb: float, lora_tokens_per_s: float,
+                           bytes_per_parameter: int = 4) -> dict:
+    """Full fine-tuning, estimated from a measured LoRA run of the same model, data and batch.
+
+    Memory: LoRA's peak plus, for every parameter, its gradient and AdamW's two moments
+    (3 x ``bytes_per_parameter``; fp32 here), which LoRA does not hold for frozen weights.
+    Speed: per token a frozen matmul weight costs 2 FLOPs per parameter forward and 2 backward
+    (the input gradient); a trained one 2 more (its weight gradient): 6/4 of LoRA's work (the
+    adapter's own work is <2% and left out), so tokens/s x 4/6. The optimizer step and the
+    larger memory traffic make the real run slower still: a lower bound on its cost.
+    """
+    state_mb = 3 * bytes_per_parameter * parameters / 2**20
+    return {"parameters": parameters, "peak_mb": lora_peak_mb + state_mb,
+            "gradient_and_adam_state_mb": state_mb, "tokens_per_s": lora_tokens_per_s * 4 / 6,
+            "how": "estimated: LoRA's measured peak + gradient and two AdamW moments per parameter "
+                   f"({3 * bytes_per_parameter} bytes); LoRA's tokens/s x 4/6 (weight gradients)"}
+
+
+def measure_training(base_model: str, dataset, *, lora_config: LoraConfig | None, training: dict,
+                     output_dir: str | Path, load_kwargs: dict | None = None):
+    """Train ``base_model`` (loaded fresh with ``load_kwargs``: 4-bit or not, dtype) with
+    ``lora_config`` for ``training['max_steps']`` steps on ``dataset``, nothing evaluated or saved,
+    and free it again: a side measurement of speed and peak memory that leaves nothing behind.
+    Returns ``(TrainResult, parameters of the base model)``."""
+    import shutil
+
+    from mathkit.memory import release_memory
+    from mathkit.models import load
+    from mathkit.training.trainer import train
+
+    model, tokenizer = load(base_model, **(load_kwargs or {}))
+    parameters = sum(p.numel() for p in model.parameters())
+    if lora_config is not None:  # a copy: peft fills in a config it is given
+        model = attach_lora(model, copy.deepcopy(lora_config),
+                            gradient_checkpointing=bool(training.get("activation_checkpointing")))
+    settings = {**training, "save_strategy": "no", "load_best_model_at_end": False}
+    try:
+        result = train(model, tokenizer, dataset, None, output_dir=output_dir, training=settings, resume=False)
+    finally:
+        del model
+        release_memory()
+        shutil.rmtree(output_dir, ignore_errors=True)
+    return result, parameters
