@@ -86,3 +86,16 @@ def test_a_model_made_from_an_alias_keeps_that_origin_through_saves(monkeypatch,
     second = save(again, loaded_tok, tmp_path / "tuned_again")
     assert model_io.read_side_config(second, "mathkit_source") == record
     torch.testing.assert_close(logits(load(second)[0], loaded_tok), logits(model, loaded_tok))
+
+
+def test_an_adapter_folder_names_its_alias_base_in_config_and_model_card(tmp_path):
+    from mathkit.models.io import _name_alias_as_adapter_base
+
+    cache = "/elsewhere/.cache/mathkit/models/smollm2-135m-instruct"  # another machine's cache folder
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": cache}))
+    (tmp_path / "README.md").write_text(f"---\nbase_model: {cache}\ntags:\n- base_model:adapter:{cache}\n---\n")
+    _name_alias_as_adapter_base(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        "smollm2-135m-instruct"
+    card = (tmp_path / "README.md").read_text()
+    assert cache not in card and "base_model: smollm2-135m-instruct" in card

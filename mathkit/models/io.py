@@ -128,8 +128,12 @@ def _name_alias_as_adapter_base(out: Path) -> None:
         return
     config = json.loads(file.read_text())
     alias = alias_of(config.get("base_model_name_or_path") or "")
-    if alias and config["base_model_name_or_path"] != alias:
+    path = config.get("base_model_name_or_path")
+    if alias and path != alias:
         file.write_text(json.dumps({**config, "base_model_name_or_path": alias}, indent=2, sort_keys=True))
+        card = out / "README.md"  # peft's model card names the base too
+        if card.is_file():
+            card.write_text(card.read_text().replace(path, alias))
 
 
 def read_side_config(path: str | Path, name: str) -> dict | None:
