@@ -93,6 +93,7 @@ model_size = "small"
 max_length = 128
 pe_options = {}
 pe_layers = None
+neox = []
 workers = 1
 eval_batch_size = 256
 max_new_tokens = 0
@@ -117,7 +118,9 @@ from mathkit.reporting.ablation_summary import aggregate, best_run, conclusion_s
 from mathkit.reporting.conclusion import conclusion_markdown
 from mathkit.reporting.results import save_figure, save_results
 from mathkit.session import start
-from mathkit.training.ablation import RUNS_FILE, ModelRecipe, Run, build_data, grid, run_ablation
+from mathkit.reporting.paths import slug
+from mathkit.training.ablation import RUNS_FILE, Run, build_data, grid, run_ablation
+from mathkit.training.ablation_models import ModelRecipe
 
 logging.basicConfig(level=logging.WARNING)
 session = start(PeAblationParams, globals(), notebook="04_pe_ablation")
@@ -279,6 +282,47 @@ for pe in dict.fromkeys([order[0], order[-1]]):
 pd.DataFrame(list(samples.values()))
 
 # %% [markdown]
+# ## A pretrained model: GPT-NeoX (Pythia) with its rotary embedding swapped
+# The same question on a model that already reads and writes numbers: every attention layer of a
+# Pythia gets the run's encoding in place of its rotary one (a rotary encoding on the same quarter
+# of each head that Pythia rotates; a bias-type encoding through the attention scores; an absolute
+# one added to the input embeddings), and LoRA on the attention projections learns to use it,
+# with the encoding's own parameters trained too. The data, formats and test set are the small
+# models'; the tokenizer is Pythia's. These runs need a GPU and the hub (`kaggle.yaml`); a profile
+# without a `neox` block skips them.
+
+# %% tags=["nbval-check-output"]
+neox_agg = {}
+if not params.neox:
+    print("no GPT-NeoX grid in this profile (it needs a GPU and the hub: see params/04_pe_ablation/kaggle.yaml)")
+for block in params.neox:
+    neox_recipe = block.recipe()
+    neox_tokenizer = neox_recipe.load_tokenizer()
+    neox_runs = grid(block.positional_encodings, block.formats, block.seeds)
+    print(f"{block.base_model}: {len(neox_runs)} runs, {block.training['max_steps']} steps of batch "
+          f"{block.training['per_device_train_batch_size']} x {block.training['gradient_accumulation_steps']}, "
+          f"LoRA r={block.lora_r}, base weights in {block.model_dtype}")
+    with session.stage(f"GPT-NeoX {block.base_model}"):
+        neox_rows = run_ablation(neox_runs, data=data, recipe=neox_recipe, tokenizer=neox_tokenizer,
+                                 training=block.training, folder=folder / "neox" / slug(block.base_model),
+                                 settings=block.run_settings(params.run_settings()), resume=params.resume,
+                                 eval_batch_size=block.eval_batch_size,
+                                 max_new_tokens=params.max_new_tokens or None)
+    neox_agg[block.base_model] = aggregate(neox_rows)
+    write_jsonl(neox_rows, out / f"neox_{slug(block.base_model)}_{RUNS_FILE}")
+pd.DataFrame([{"base model": base, "format": fmt, "encoding": pe, "trainable": n["n_trainable"],
+               "parameters": n["n_params"],
+               **{label: spread_text(n[key]) for key, label in
+                  (("in_distribution", f"1-{N} digits"), ("beyond", f">{N} digits"), ("at_2n", f"{2 * N} digits"))}}
+              for base, by_fmt in neox_agg.items() for fmt, by_pe in by_fmt.items() for pe, n in by_pe.items()])
+
+# %%
+for base, by_fmt in neox_agg.items():
+    fig = plot_accuracy_vs_length({fmt: {pe: n["by_length"] for pe, n in by_pe.items()} for fmt, by_pe in by_fmt.items()},
+                                  train_max=N, title=f"{base}, encoding swapped + LoRA: exact match by operand length")
+    save_figure(fig, out, f"neox_{slug(base)}_accuracy_by_length")
+
+# %% [markdown]
 # ## Report
 # `results.json`: the headline (per format and encoding, the mean exact match over seeds in
 # distribution and at 2N, with min, max, std and n per seed; the best pair), every aggregate, the
@@ -287,7 +331,7 @@ pd.DataFrame(list(samples.values()))
 # %% tags=["nbval-check-output"]
 numbers = headline(agg)
 save_results(out, notebook="04_pe_ablation", params=params, provenance=session.provenance(), headline=numbers,
-             metrics={"aggregate": agg, "runs": len(rows), "runs_file": RUNS_FILE,
+             metrics={"aggregate": agg, "runs": len(rows), "runs_file": RUNS_FILE, "neox_aggregate": neox_agg,
                       "test_lengths": {"in_distribution": [1, N], "beyond": [N + 1, 2 * N]}})
 {k: numbers[k] for k in ("best_positional_encoding", "best_format")}
 

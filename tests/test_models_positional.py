@@ -198,12 +198,22 @@ def test_absolute_methods_are_added_once_at_the_input(monkeypatch, name, pe_laye
     torch.testing.assert_close(entering[0], model.model.embed_tokens(ids) + added)
 
 
-def test_sinusoidal_values():
-    pe = build_positional(tiny_config(positional_encoding="sinusoidal"), 0)
+def test_sinusoidal_values_of_the_papers_table_with_scale_1():
+    pe = build_positional(tiny_config(positional_encoding="sinusoidal", pe_options={"scale": 1.0}), 0)
     table = pe.embed(torch.zeros(1, 3, 32), context(torch.zeros(1, 3, dtype=torch.long)))[0]
     torch.testing.assert_close(table[0], torch.tensor([0.0, 1.0] * 16))
     assert table[2, 0].item() == pytest.approx(math.sin(2)) and table[2, 1].item() == pytest.approx(math.cos(2))
     assert table[2, 2].item() == pytest.approx(math.sin(2 / 10000 ** (2 / 32)))
+
+
+def test_sinusoidal_default_scale_puts_the_table_at_the_token_embeddings_size():
+    config = tiny_config(positional_encoding="sinusoidal")
+    pe = build_positional(config, 0)
+    table = pe.embed(torch.zeros(1, 64, 32), context(torch.zeros(1, 64, dtype=torch.long)))[0]
+    rms = table.pow(2).mean().sqrt().item()
+    assert rms == pytest.approx(config.initializer_range / math.sqrt(2), rel=1e-3)
+    with pytest.raises(ValueError, match="scale must be positive"):
+        tiny_config(positional_encoding="sinusoidal", pe_options={"scale": 0.0})
 
 
 # --- ALiBi, T5, DIET, FIRE ---------------------------------------------------------------------

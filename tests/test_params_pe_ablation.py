@@ -66,6 +66,12 @@ def test_run_settings_leave_out_the_grid_and_where_things_go():
     ("n_eval: 0\n", "n_eval"),
     ("learning_rate: 1.0e-3\n", "learning_rate"),             # belongs in the training block
     ("training:\n  max_steps: 10\n", "training.warmup_steps"),  # default warmup (20) longer than the run
+    ("neox: [{base_model: x, positional_encodings: [ropee]}]\n", "neox.0.positional_encodings"),
+    ("neox: [{base_model: x, positional_encodings: [rope], lora_rr: 4}]\n", "neox.0.lora_rr"),
+    ("neox: [{base_model: x, positional_encodings: [rope], pe_options: {alibi: {}}}]\n", "neox.0.pe_options"),
+    ("neox: [{base_model: x, positional_encodings: [rope], training: {max_stepz: 3}}]\n",
+     "training.max_stepz"),
+    ("formats: [cot]\nneox: [{base_model: x, positional_encodings: [rope], formats: [reversed]}]\n", "neox"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, key):
     path = write(tmp_path, text)
@@ -73,6 +79,30 @@ def test_bad_values_name_the_key(tmp_path, text, key):
         load_params(PeAblationParams, path)
     message = str(err.value)
     assert f"'{key}" in message and str(path) in message, message
+
+
+def test_neox_blocks_validate_their_own_training_block_over_the_lora_defaults():
+    p = load_params(PeAblationParams, PARAMS_DIR / "kaggle.yaml")
+    small, large = p.neox
+    assert small.base_model == "EleutherAI/pythia-410m" and large.base_model == "EleutherAI/pythia-2.8b"
+    assert large.training["per_device_train_batch_size"] == 1 and large.training["max_length"] == 512
+    assert large.training["fp16"] and large.training["activation_checkpointing"] and large.model_dtype == "float16"
+    assert large.recipe().gradient_checkpointing and not small.recipe().gradient_checkpointing
+    assert small.training["learning_rate"] == 2.0e-4  # the LoRA default, not the small decoder's
+    assert load_params(PeAblationParams, PARAMS_DIR / "cpu.yaml").neox == []
+
+
+def test_neox_blocks_do_not_change_the_small_models_run_settings():
+    a = PeAblationParams(formats=["cot"])
+    b = PeAblationParams(formats=["cot"], neox=[{"base_model": "x", "positional_encodings": ["rope"]}])
+    assert a.run_settings() == b.run_settings()
+    block = b.neox[0]
+    other = PeAblationParams(formats=["cot"], neox=[{"base_model": "x", "positional_encodings": ["rope"],
+                                                     "lora_r": 8}]).neox[0]
+    assert block.run_settings(b.run_settings()) != other.run_settings(b.run_settings())
+    more = PeAblationParams(formats=["cot"], neox=[{"base_model": "x", "positional_encodings": ["rope", "nope"],
+                                                    "seeds": [0, 1]}]).neox[0]
+    assert block.run_settings(b.run_settings()) == more.run_settings(b.run_settings())
 
 
 def test_max_length_message_says_how_long_the_longest_example_is(tmp_path):

@@ -42,3 +42,11 @@ def test_portable_path_and_free_text():
 def test_absolute_paths_in():
     assert absolute_paths_in("see reports/00 and ~/x and 1/2") == []
     assert len(absolute_paths_in('"output_dir": "/work/main/reports", "/tmp/x/y", "/home/u/z"')) == 3
+
+
+def test_slug_names_a_model_by_its_last_part_in_safe_characters():
+    from mathkit.reporting.paths import slug
+
+    assert slug("EleutherAI/pythia-410m") == "pythia-410m"
+    assert slug("/some/folder/model v2/") == "model_v2"
+    assert slug("tiny-random-gpt-neox") == "tiny-random-gpt-neox"

@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 
 from mathkit.data.formatting import ALL_STYLES
 from mathkit.errors import ParamsError
 from mathkit.evaluation.metrics import format_interval
+from mathkit.reporting.paths import slug
 
 log = logging.getLogger(__name__)
 
 # mathkit.evaluation.generation.DECODERS, written out so that --help does not import torch
 DECODERS = ("auto", "compact", "generate")
 DEFAULT_OUTPUT_DIR = "runs/evaluate"  # scratch output, git-ignored; notebooks write reports/
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(text).rstrip("/")).name or str(text)).strip("_")
 
 
 def _is_arithmetic_model(name: str) -> bool:
@@ -42,7 +38,7 @@ def _output_path(args) -> Path:
         return Path(args.output)
     from mathkit.env import resolve_output_dir
 
-    name = f"{_slug(args.model)}{'+' + _slug(args.adapter) if args.adapter else ''}__{_slug(args.dataset)}"
+    name = f"{slug(args.model)}{'+' + slug(args.adapter) if args.adapter else ''}__{slug(args.dataset)}"
     return resolve_output_dir(DEFAULT_OUTPUT_DIR) / f"{name}.jsonl"
 
 

@@ -108,7 +108,17 @@ TINY_RANDOM_GEMMA3 = RandomStandIn(
             "tie_word_embeddings": True},
 )
 
-RANDOM_STAND_INS: dict[str, RandomStandIn] = {m.name: m for m in (TINY_RANDOM_GEMMA3,)}
+TINY_RANDOM_GPT_NEOX = RandomStandIn(
+    name="tiny-random-gpt-neox",
+    tokenizer_of="smollm2-135m-instruct",  # a BPE with single-digit tokens; Pythia's is not offline
+    model_type="gpt_neox",  # GPTNeoXForCausalLM, Pythia's family: fused QKV, partial rotary, parallel residual
+    # Pythia's layout (a quarter of each head rotary, untied embeddings) at a toy width: notebook 04's
+    # smoke run takes the rotary swap + LoRA path of pythia-410m in seconds.
+    config={"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "rotary_pct": 0.25, "max_position_embeddings": 2048, "tie_word_embeddings": False},
+)
+
+RANDOM_STAND_INS: dict[str, RandomStandIn] = {m.name: m for m in (TINY_RANDOM_GEMMA3, TINY_RANDOM_GPT_NEOX)}
 
 
 def find_stand_in(name) -> RandomStandIn | None:

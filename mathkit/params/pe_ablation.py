@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mathkit.data.arithmetic.formats import FORMATS, HINT_LETTERS
 from mathkit.params.arithmetic_cot import DEFAULT_TRAINING as ARITHMETIC_TRAINING
@@ -29,13 +29,88 @@ assert set(Format.__args__) == set(FORMATS)  # one list of formats, the data mod
 
 # Keys that do not change what a run computes: a finished run is reused whatever they are.
 NOT_RUN_SETTINGS = ("positional_encodings", "formats", "seeds", "pe_options", "output_dir", "checkpoint_dir",
-                    "resume", "threads", "workers", "n_samples_shown")
+                    "resume", "threads", "workers", "n_samples_shown", "neox")
+
+# LoRA on a Pythia with a swapped encoding: the settings the seed gives for pythia-2.8b on a 16 GB
+# GPU, and what a T4 runs. Profiles set the batch, precision and budget.
+NEOX_TRAINING: dict[str, Any] = {
+    "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2, "per_device_eval_batch_size": 16,
+    "learning_rate": 2.0e-4, "warmup_steps": 20, "max_steps": 400, "max_length": 512,
+    "eval_steps": 100, "save_steps": 100, "logging_steps": 10,
+}
 
 
 def _unique(values: list, what: str) -> list:
     if len(set(values)) != len(values):
         raise ValueError(f"{what} repeat in {values}; list each once")
     return values
+
+
+def known_encodings(names: list[str]) -> list[str]:
+    """``names`` when each is a registered positional encoding, listed once."""
+    from mathkit.models.positional import known_positional  # imports torch: only when checked
+
+    known = known_positional()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown positional encoding(s) {unknown}; known: {', '.join(known)}")
+    return _unique(names, "positional encodings")
+
+
+class NeoXRuns(BaseModel):
+    """A second grid on a pretrained GPT-NeoX (Pythia): the same data, formats and test set as the
+    small models, each run swapping the rotary embedding of every attention layer for one encoding
+    and training LoRA on the attention projections with the encoding's own parameters."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    base_model: str = Field(min_length=1)  # hub id (EleutherAI/pythia-410m), folder or random stand-in
+    positional_encodings: list[str] = Field(min_length=1)
+    formats: list[Format] = Field(default_factory=lambda: ["cot"], min_length=1)  # a subset of the top-level formats
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    model_dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # the frozen base's weights
+    lora_r: int = Field(32, gt=0)
+    lora_alpha: float = Field(64.0, gt=0)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    pe_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    pe_layers: list[int] | None = None
+    eval_batch_size: int = Field(64, gt=0)
+    training: dict[str, Any] = Field(default_factory=dict)  # SFTConfig fields over NEOX_TRAINING
+
+    @field_validator("positional_encodings")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        return known_encodings(names)
+
+    @field_validator("pe_options")
+    @classmethod
+    def _options_of_listed(cls, options: dict[str, dict], info: ValidationInfo) -> dict[str, dict]:
+        stray = sorted(set(options) - set(info.data.get("positional_encodings") or []))
+        if stray:
+            raise ValueError(f"options for {stray}, which are not in this block's positional_encodings")
+        return options
+
+    @field_validator("training")
+    @classmethod
+    def _training_block(cls, block: dict[str, Any]) -> dict[str, Any]:
+        from mathkit.training.config import check_training
+
+        return check_training({**NEOX_TRAINING, **block})
+
+    def recipe(self):
+        """The :class:`~mathkit.training.ablation_models.NeoXRecipe` of every run of this block."""
+        from mathkit.training.ablation_models import NeoXRecipe
+
+        return NeoXRecipe(self.base_model, dtype=self.model_dtype, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
+                          lora_dropout=self.lora_dropout,
+                          gradient_checkpointing=bool(self.training.get("activation_checkpointing")),
+                          pe_options=self.pe_options, pe_layers=self.pe_layers)
+
+    def run_settings(self, data_settings: dict[str, Any]) -> dict[str, Any]:
+        """What makes two runs of this block the same run: the shared data settings and this
+        block's model and training (not its lists of encodings, formats and seeds)."""
+        own = self.model_dump(exclude={"positional_encodings", "formats", "seeds", "pe_options"})
+        return {**data_settings, "neox": own}
 
 
 class PeAblationParams(TrainingParams):
@@ -63,6 +138,9 @@ class PeAblationParams(TrainingParams):
     pe_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pe_layers: list[int] | None = None  # layers that get the encoding (None: the encoding's default)
 
+    # GPT-NeoX (Pythia) grids with the encoding swapped in; empty: none (they need a GPU and the hub)
+    neox: list[NeoXRuns] = Field(default_factory=list)
+
     # runs trained at once, each in its own process on one thread (e.g. 2 on a 2-core CPU); 1: in the
     # notebook's process, on `threads` threads
     workers: int = Field(1, ge=1, le=64)
@@ -75,13 +153,7 @@ class PeAblationParams(TrainingParams):
     @field_validator("positional_encodings")
     @classmethod
     def _known_positional(cls, names: list[str]) -> list[str]:
-        from mathkit.models.positional import known_positional  # imports torch: only when checked
-
-        known = known_positional()
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise ValueError(f"unknown positional encoding(s) {unknown}; known: {', '.join(known)}")
-        return _unique(names, "positional encodings")
+        return known_encodings(names)
 
     @field_validator("formats")
     @classmethod
@@ -126,6 +198,17 @@ class PeAblationParams(TrainingParams):
                 options = (info.data.get("pe_options") or {}).get(name, {})
                 check_model(name, options, layers, info.data.get("model_size", "small"))
         return layers
+
+    @field_validator("neox")
+    @classmethod
+    def _neox_formats_are_tested(cls, blocks: list[NeoXRuns], info: ValidationInfo) -> list[NeoXRuns]:
+        formats = info.data.get("formats") or []
+        for block in blocks:
+            missing = [f for f in block.formats if f not in formats]
+            if missing:
+                raise ValueError(f"neox block {block.base_model!r}: formats {missing} are not in the top-level "
+                                 f"formats {formats}, which decide the test sets")
+        return blocks
 
     def run_settings(self) -> dict[str, Any]:
         """What makes two runs of one (encoding, format, seed) the same run: every setting but the

@@ -66,6 +66,7 @@ def aggregate(rows: Iterable[dict]) -> dict[str, dict[str, dict]]:
                 "by_cell": {c: statistics.fmean(r["by_cell"][c]["accuracy"] for r in seeds if c in r["by_cell"])
                             for c in cells},
                 "n_params": seeds[0]["n_params"],
+                "n_trainable": seeds[0].get("n_trainable", seeds[0]["n_params"]),
                 "train_seconds": spread(r["train_seconds"] for r in seeds),
                 "perplexity": _optional_spread([r["perplexity"] for r in seeds]),
                 "token_accuracy": _optional_spread([r["token_accuracy"] for r in seeds]),

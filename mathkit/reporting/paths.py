@@ -15,6 +15,12 @@ from typing import Any, Iterable
 from mathkit.env import KAGGLE_WORKING, detect_platform, repo_root
 
 
+def slug(text: str | Path) -> str:
+    """A file-name-safe short name of a model name, hub id or folder: its last path part with
+    anything but letters, digits, ``.``, ``_`` and ``-`` turned into ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(text).rstrip("/")).name or str(text)).strip("_")
+
+
 def anchors(*folders: str | Path | None) -> list[tuple[str, str]]:
     """``(absolute prefix, replacement)`` pairs, longest prefix first.
 

@@ -1,6 +1,7 @@
-"""A grid of small-model runs: one model per (positional encoding, format, seed), one budget for all.
+"""A grid of runs: one model per (positional encoding, format, seed), one budget for all.
 
-Each run builds a fresh decoder (:func:`mathkit.models.build_decoder`, seeded), trains it with
+Each run builds its model from a recipe (:mod:`mathkit.training.ablation_models`: a fresh small
+decoder, or a Pythia with its rotary embedding swapped and LoRA), trains it with
 :func:`mathkit.training.train` on additions of 1..N-digit operands, evaluates it with
 :func:`mathkit.evaluation.evaluator.evaluate_model` and the
 :class:`~mathkit.evaluation.arithmetic_scoring.ArithmeticScorer` on one test set over the
@@ -28,6 +29,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mathkit.jsonl import read_jsonl, write_jsonl
+from mathkit.training.ablation_models import ModelRecipe, NeoXRecipe
 
 log = logging.getLogger(__name__)
 
@@ -90,25 +92,6 @@ def build_data(*, formats: Sequence[str], max_digits: int, n_train: int, n_val: 
     return AblationData(max_digits, n_train, n_val, {fmt: format_records(test, fmt) for fmt in formats})
 
 
-@dataclass
-class ModelRecipe:
-    """How every run's model is built: one size and context; options per encoding name."""
-
-    size: str
-    max_length: int
-    pe_options: dict[str, dict] = field(default_factory=dict)
-    pe_layers: list[int] | None = None
-
-    def build(self, encoding: str, tokenizer, seed: int):
-        from mathkit.env import seed_everything
-        from mathkit.models import build_decoder
-
-        seed_everything(seed)
-        return build_decoder(self.size, tokenizer, positional_encoding=encoding,
-                             max_position_embeddings=self.max_length,
-                             pe_options=dict(self.pe_options.get(encoding, {})), pe_layers=self.pe_layers)
-
-
 def settings_fingerprint(settings: dict[str, Any]) -> str:
     """A short hash of the settings that define a run (JSON with sorted keys)."""
     text = json.dumps(settings, sort_keys=True, default=str)
@@ -147,7 +130,7 @@ def thought_scores(scored: list[dict], test: list[dict]) -> dict[str, float] | N
 
 
 def summarize_run(run: Run, evaluation, result, *, n_params: int, max_digits: int, test: list[dict],
-                  fingerprint: str) -> dict:
+                  fingerprint: str, n_trainable: int | None = None) -> dict:
     """One row of ``runs.jsonl``: what was run, its cost, losses and perplexity, and exact match
     in the training range, beyond it, at 2N, per length of the longer operand and per cell."""
     from mathkit.evaluation.metrics import accuracy_summary, perplexity_from_loss
@@ -158,7 +141,8 @@ def summarize_run(run: Run, evaluation, result, *, n_params: int, max_digits: in
     return {
         "run_id": run.run_id, "positional_encoding": run.positional_encoding, "format": run.format,
         "seed": run.seed, "settings": fingerprint, "max_digits": max_digits,
-        "n_params": n_params, "train_steps": result.global_step, "train_seconds": result.train_runtime_s,
+        "n_params": n_params, "n_trainable": n_params if n_trainable is None else n_trainable,
+        "train_steps": result.global_step, "train_seconds": result.train_runtime_s,
         "train_tokens_per_s": result.tokens_per_s, "eval_seconds": s["seconds"],
         "final_train_loss": result.final_train_loss, "final_eval_loss": eval_loss,
         "perplexity": perplexity_from_loss(eval_loss) if eval_loss is not None else None,
@@ -191,7 +175,8 @@ def _one_thread() -> None:
     set_threads(1)
 
 
-def train_and_evaluate(run: Run, *, data: AblationData, recipe: ModelRecipe, tokenizer, training: dict[str, Any],
+def train_and_evaluate(run: Run, *, data: AblationData, recipe: ModelRecipe | NeoXRecipe, tokenizer,
+                       training: dict[str, Any],
                        folder: Path, resume: bool, eval_batch_size: int, max_new_tokens: int | None) -> dict:
     """One run from a fresh model to its row (without the settings fingerprint); its checkpoints
     are removed once the row exists."""
@@ -209,12 +194,13 @@ def train_and_evaluate(run: Run, *, data: AblationData, recipe: ModelRecipe, tok
                                 max_new_tokens=max_new_tokens or None, progress=False,
                                 records_path=run_dir / "records.jsonl")
     row = summarize_run(run, evaluation, result, n_params=sum(p.numel() for p in model.parameters()),
+                        n_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
                         max_digits=data.max_digits, test=test, fingerprint="")
     remove_checkpoints(run_dir)
     return row
 
 
-def run_ablation(runs: Sequence[Run], *, data: AblationData, recipe: ModelRecipe, tokenizer,
+def run_ablation(runs: Sequence[Run], *, data: AblationData, recipe: ModelRecipe | NeoXRecipe, tokenizer,
                  training: dict[str, Any], folder: str | Path, settings: dict[str, Any], resume: bool = True,
                  eval_batch_size: int = 256, max_new_tokens: int | None = None,
                  progress: bool = True, workers: int = 1) -> list[dict]:

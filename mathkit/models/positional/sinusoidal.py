@@ -5,7 +5,12 @@ the token embeddings at the model input. No parameters; computed on the fly for 
 hand, so any length works and nothing is stored.
 
 Input contract: ``ctx.position_ids`` (B, T); hidden (B, T, hidden_size) with an even hidden_size.
-Option: ``base`` (10000 in the paper).
+Options: ``base`` (10000 in the paper) and ``scale``, a factor on the table. The paper adds the table
+(entries of RMS 1/sqrt(2)) to token embeddings multiplied by sqrt(d), so both have RMS about 1. Our
+token embeddings start at std ``initializer_range`` (0.02) and are not multiplied: the unscaled table
+is ~35x larger than them, positions drown the tokens, and a small model never learns to add (2% of
+1-2-digit additions after 270 steps, where a learned table reaches 99%). The default ``scale`` 0.02
+puts the table at the embeddings' size; ``scale: 1.0`` is the paper's table as is.
 """
 
 from __future__ import annotations
@@ -27,17 +32,20 @@ class SinusoidalPositionalEncoding(PositionalEncoding):
     """Fixed sin/cos positions added at the input."""
 
     kind = "absolute"
-    default_options = {"base": 10000.0}
+    default_options = {"base": 10000.0, "scale": 0.02}
 
     @classmethod
     def check_config(cls, config):
         if config.hidden_size % 2:
             raise ValueError(f"sinusoidal positions need an even hidden_size, got {config.hidden_size}")
-        if cls.resolve_options(config)["base"] <= 1:
+        options = cls.resolve_options(config)
+        if options["base"] <= 1:
             raise ValueError("the sinusoidal base must be greater than 1")
+        if options["scale"] <= 0:
+            raise ValueError(f"the sinusoidal scale must be positive, got {options['scale']}")
 
     def embed(self, hidden, ctx):
         if self.layer_idx != 0:  # added once, at the input
             return hidden
         table = sinusoid_table(ctx.position_ids, self.hidden_size, float(self.options["base"]))
-        return hidden + table.to(hidden.dtype)
+        return hidden + (float(self.options["scale"]) * table).to(hidden.dtype)

@@ -1,0 +1,89 @@
+"""How the ablation grid builds each run's model: a fresh small decoder, or a pretrained GPT-NeoX
+(Pythia) whose rotary embedding is swapped for the run's encoding and trained with LoRA.
+
+A recipe is a picklable description (runs may train in worker processes) with one method,
+``build(encoding, tokenizer, seed)``, that returns a model ready for :func:`mathkit.training.train`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelRecipe:
+    """A freshly initialised small decoder: one size and context; options per encoding name."""
+
+    size: str
+    max_length: int
+    pe_options: dict[str, dict] = field(default_factory=dict)
+    pe_layers: list[int] | None = None
+
+    def build(self, encoding: str, tokenizer, seed: int):
+        from mathkit.env import seed_everything
+        from mathkit.models import build_decoder
+
+        seed_everything(seed)
+        return build_decoder(self.size, tokenizer, positional_encoding=encoding,
+                             max_position_embeddings=self.max_length,
+                             pe_options=dict(self.pe_options.get(encoding, {})), pe_layers=self.pe_layers)
+
+
+@dataclass
+class NeoXRecipe:
+    """A pretrained GPT-NeoX (``base_model``: a hub id such as ``EleutherAI/pythia-410m``, a folder,
+    or a random stand-in's name) with every attention layer's rotary embedding replaced by the
+    run's encoding (:func:`mathkit.models.neox_positional.swap_positional`) and LoRA on the
+    attention projections, the encoding's own parameters trained with it
+    (:func:`~mathkit.models.neox_positional.attach_lora_with_pe`).
+
+    ``dtype``: the frozen base's weights (float16 on a T4); the trained parameters (LoRA and the
+    encodings) are kept in float32 whatever it is, as mixed-precision training needs.
+    ``gradient_checkpointing`` must match the training block's ``activation_checkpointing``.
+    """
+
+    base_model: str
+    dtype: str = "float32"
+    lora_r: int = 32
+    lora_alpha: float = 64.0
+    lora_dropout: float = 0.1
+    gradient_checkpointing: bool = False
+    pe_options: dict[str, dict] = field(default_factory=dict)
+    pe_layers: list[int] | None = None
+
+    def source(self) -> str:
+        """The folder or hub id to load (a random stand-in is written to the cache once)."""
+        from mathkit.models.registry import resolve_stand_in
+
+        return resolve_stand_in(self.base_model)
+
+    def load_tokenizer(self):
+        """The base model's tokenizer, with a pad token (Pythia has none: its end-of-text)."""
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(self.source())
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+
+    def build(self, encoding: str, tokenizer, seed: int):
+        import torch
+
+        from mathkit.env import seed_everything
+        from mathkit.errors import ParamsError
+        from mathkit.models import load
+        from mathkit.models.neox_positional import attach_lora_with_pe, swap_positional
+
+        seed_everything(seed)  # the new encodings' and LoRA's initialisation
+        model, _ = load(self.source(), dtype=self.dtype)
+        if getattr(model.config, "model_type", None) != "gpt_neox":
+            raise ParamsError(f"{self.base_model} is a {model.config.model_type!r} model; the positional swap "
+                              "needs GPT-NeoX (e.g. EleutherAI/pythia-410m)")
+        swap_positional(model, encoding, dict(self.pe_options.get(encoding, {})), self.pe_layers,
+                        tokenizer=tokenizer)
+        model = attach_lora_with_pe(model, r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                                    gradient_checkpointing=self.gradient_checkpointing)
+        for parameter in model.parameters():
+            if parameter.requires_grad and parameter.dtype != torch.float32:
+                parameter.data = parameter.data.float()
+        return model
