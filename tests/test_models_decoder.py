@@ -1,11 +1,14 @@
-"""The small decoder: config checks, sizes, padding-invariance, causality, loss, generate, Auto*."""
+"""The small decoder: config checks, sizes, padding-invariance, causality, loss, generate, Auto*,
+sliding-window attention and per-layer hidden states."""
+
+import json
 
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from mathkit.models.char_tokenizer import build_char_tokenizer
-from mathkit.models.decoder import CACHE_FIELD
+from mathkit.models.decoder import CACHE_FIELD, _positions_and_mask
 from mathkit.models import (
     MODEL_SIZES,
     TARGET_PARAMETERS,
@@ -13,6 +16,9 @@ from mathkit.models import (
     MathDecoderForCausalLM,
     ModelConfigError,
     build_decoder,
+    known_positional,
+    load,
+    save,
 )
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
@@ -49,6 +55,10 @@ def encode(tokenizer, prompts, side="left"):
     ({"num_hidden_layers": 0}, "num_hidden_layers must be a positive integer"),
     ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
     ({"eos_token_id": 20}, "eos_token_id=20 is outside the vocabulary"),
+    ({"attention_window": 0}, "attention_window must be a positive integer .* or None"),
+    ({"attention_window": -2}, "attention_window must be a positive integer"),
+    ({"attention_window": 2.5}, "attention_window must be a positive integer"),
+    ({"attention_window": True}, "attention_window must be a positive integer"),
 ])
 def test_config_rejects_bad_values(fields, message):
     with pytest.raises(ModelConfigError, match=message):
@@ -190,3 +200,161 @@ def test_residual_output_projections_start_smaller_with_depth(tokenizer):
     assert layer.attn.o_proj.weight.std().item() == pytest.approx(0.02 / 8 ** 0.5, rel=0.05)
     assert layer.mlp.down_proj.weight.std().item() == pytest.approx(0.02 / 8 ** 0.5, rel=0.05)
     assert layer.attn.qkv_proj.weight.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+# ---- sliding-window attention -------------------------------------------------------------------
+
+PE_NAMES = known_positional(aliases=False)
+# generate() is slower: one method of each kind, plus those that keep state on the cache
+GENERATE_NAMES = ["nope", "rope", "alibi", "t5_relative", "learned", "abacus", "math_adaptive"]
+DIGITS = "0123456789"
+
+
+def windowed(tokenizer, name="rope", window=3, seed=0, **fields):
+    torch.manual_seed(seed)
+    return build_decoder("small", tokenizer, name, **{**TINY, "attention_window": window, **fields}).eval()
+
+
+def test_window_mask_on_a_hand_checked_case():
+    """Window 2: each token sees itself and the one real token before it; a pad sees itself only."""
+    _, mask, _ = _positions_and_mask(torch.tensor([[0, 1, 1, 1, 1]]), 1, 5, 0, torch.device("cpu"), window=2)
+    seen = (mask[0, 0] == 0).int().tolist()
+    assert seen == [[1, 0, 0, 0, 0],   # pad
+                    [0, 1, 0, 0, 0],   # position 0
+                    [0, 1, 1, 0, 0],   # position 1
+                    [0, 0, 1, 1, 0],   # position 2: not position 0
+                    [0, 0, 0, 1, 1]]
+    # one new token after 3 cached ones, no padding: it sees position 2 and itself
+    _, mask, _ = _positions_and_mask(None, 1, 1, 3, torch.device("cpu"), window=2)
+    assert (mask[0, 0] == 0).int().tolist() == [[0, 0, 1, 1]]
+    # a window that cuts nothing leaves the fused causal path (no mask at all)
+    assert _positions_and_mask(None, 1, 5, 0, torch.device("cpu"), window=5)[1] is None
+
+
+def test_a_window_of_one_makes_each_token_see_only_itself(tokenizer):
+    model = windowed(tokenizer, "nope", window=1)
+    ids = torch.tensor([[5, 9, 7, 12, 6]])
+    with torch.no_grad():
+        logits = model(ids).logits[0]
+        for t in range(ids.shape[1]):  # without positions, a token alone gives the same logits
+            torch.testing.assert_close(logits[t], model(ids[:, t:t + 1]).logits[0, 0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", PE_NAMES)
+def test_a_one_layer_window_sees_exactly_the_last_tokens(tokenizer, name):
+    """Window 3, one layer: the logits at t depend on tokens t-2..t and not on t-3 (digits are swapped
+    for digits, so digit-place encodings keep their places)."""
+    model = windowed(tokenizer, name, window=3, num_hidden_layers=1)
+    digits = tokenizer.convert_tokens_to_ids(list(DIGITS))
+    ids = torch.tensor([digits[1:8]])  # 7 digits
+    t = 6
+    with torch.no_grad():
+        base = model(ids).logits[0, t]
+        for source, inside in ((t - 3, False), (t - 4, False), (t - 2, True), (t - 1, True)):
+            changed = ids.clone()
+            changed[0, source] = digits[9]
+            moved = (model(changed).logits[0, t] - base).abs().max().item()
+            assert (moved > 1e-5) == inside, (source, moved)
+
+
+@pytest.mark.parametrize("name", PE_NAMES)
+def test_windowed_future_tokens_do_not_change_past_logits(tokenizer, name):
+    model = windowed(tokenizer, name)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12]])
+    changed = ids.clone()
+    changed[0, 5:] = 3
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits[:, :5], model(changed).logits[:, :5])
+
+
+@pytest.mark.parametrize("name", PE_NAMES)
+def test_windowed_cache_steps_equal_one_full_forward_on_a_left_padded_batch(tokenizer, name):
+    """Teacher-forced over the window's edge: prefill, then one token, two at once, one."""
+    model = windowed(tokenizer, name)
+    prompt = encode(tokenizer, ["658+18", "3+5", "12*4"])
+    new = torch.tensor([tokenizer(t)["input_ids"] for t in ("92=4", "37=1", "5=64")])
+    ids = torch.cat([prompt["input_ids"], new], dim=1)
+    mask = torch.cat([prompt["attention_mask"], torch.ones_like(new)], dim=1)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits
+        out = model(**prompt, use_cache=True)
+        at = prompt["input_ids"].shape[1]
+        torch.testing.assert_close(out.logits, full[:, :at], atol=1e-5, rtol=1e-4)
+        for width in (1, 2, 1):
+            out = model(input_ids=ids[:, at:at + width], attention_mask=mask[:, :at + width],
+                        cache=getattr(out, CACHE_FIELD), use_cache=True)
+            torch.testing.assert_close(out.logits, full[:, at:at + width], atol=1e-5, rtol=1e-4)
+            at += width
+
+
+@pytest.mark.parametrize("name", GENERATE_NAMES)
+def test_windowed_generation_with_cache_equals_without_and_ignores_padding(tokenizer, name):
+    model = windowed(tokenizer, name)
+    prompts = ["658+189=", "3+5=", "12*4="]
+    kwargs = dict(max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=None)
+    with torch.no_grad():
+        batch = encode(tokenizer, prompts)
+        cached = model.generate(**batch, **kwargs)
+        assert torch.equal(cached, model.generate(**batch, use_cache=False, **kwargs))
+        for row, prompt in enumerate(prompts):
+            alone = model.generate(**tokenizer([prompt], return_tensors="pt"), **kwargs)
+            assert torch.equal(cached[row, -alone.shape[1]:], alone[0])
+
+
+@pytest.mark.parametrize("name", GENERATE_NAMES)
+def test_a_window_longer_than_the_input_gives_exactly_the_full_attention_logits(tokenizer, name):
+    full = windowed(tokenizer, name, window=None)
+    wide = windowed(tokenizer, name, window=17)  # prompt 8 + 8 new tokens = 16 slots at most
+    wide.load_state_dict(full.state_dict())
+    kwargs = dict(max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=None)
+    with torch.no_grad():
+        for batch in (tokenizer(["658+189="], return_tensors="pt"), encode(tokenizer, ["658+189=", "3+5="])):
+            assert torch.equal(wide(**batch).logits, full(**batch).logits)
+            assert torch.equal(wide.generate(**batch, **kwargs), full.generate(**batch, **kwargs))
+
+
+def test_the_window_is_saved_and_loaded(tokenizer, tmp_path):
+    model = windowed(tokenizer, "alibi", window=4)
+    save(model, tokenizer, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["attention_window"] == 4
+    loaded, _ = load(tmp_path, device="cpu")
+    assert loaded.config.attention_window == 4
+    batch = encode(tokenizer, ["658+189=", "3+5="])
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, model(**batch).logits)
+    assert MathDecoderConfig(vocab_size=20, **TINY).attention_window is None  # full attention by default
+
+
+# ---- per-layer hidden states (hidden-state distillation reads them) ---------------------------
+
+def test_output_hidden_states_gives_the_input_each_layer_and_the_final_norm(model, tokenizer):
+    batch = encode(tokenizer, ["658+189=", "3+5="])
+    outputs = []
+    hooks = [layer.register_forward_hook(lambda mod, args, out: outputs.append(out)) for layer in model.model.layers]
+    with torch.no_grad():
+        out = model(**batch, output_hidden_states=True)
+        plain = model(**batch)
+    for hook in hooks:
+        hook.remove()
+    states = out.hidden_states
+    assert len(states) == model.config.num_hidden_layers + 1 and plain.hidden_states is None
+    assert torch.equal(states[0], model.model.embed_tokens(batch["input_ids"]))  # rope adds nothing at the input
+    assert torch.equal(states[1], outputs[0])  # layer 0's output
+    assert torch.equal(states[-1], model.model.norm(outputs[-1]))  # the last one is normed, as in transformers
+    assert torch.equal(model.lm_head(states[-1]), out.logits)
+    assert torch.equal(out.logits, plain.logits)
+    picked = model(**batch, output_hidden_states=[-1, 1]).hidden_states  # transformers' index selection
+    assert len(picked) == 2 and torch.equal(picked[0], states[1]) and torch.equal(picked[1], states[-1])
+
+
+def test_hidden_states_carry_gradients_in_training(tokenizer):
+    torch.manual_seed(0)
+    model = build_decoder("small", tokenizer, positional_encoding="learned", **TINY).train()
+    model.config.output_hidden_states = True  # the config default is honoured too
+    ids = torch.randint(5, 20, (2, 6))
+    states = model(ids).hidden_states
+    states[1].pow(2).mean().backward()
+    layer0 = model.model.layers[0]
+    assert layer0.attn.qkv_proj.weight.grad.abs().sum() > 0
+    assert layer0.positional.table.weight.grad.abs().sum() > 0  # the absolute encoding is in states[0]
+    assert model.model.layers[1].attn.qkv_proj.weight.grad is None  # layer 1 comes after states[1]

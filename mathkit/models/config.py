@@ -33,6 +33,10 @@ class MathDecoderConfig(PreTrainedConfig):
     ``pe_options`` are that method's options (e.g. ``{"rope_theta": 10000.0}``); ``pe_layers``
     lists the layers that get it (the others get NoPE). None means every layer. An absolute method
     is added once, at the input, by layer 0: ``pe_layers`` then only says whether (0 listed or None).
+
+    ``attention_window``: sliding-window attention in every layer; a token attends to itself and the
+    ``attention_window - 1`` tokens before it (counted in positions, so padding does not use up the
+    window). None is full causal attention.
     """
 
     model_type = "mathkit_decoder"
@@ -51,6 +55,7 @@ class MathDecoderConfig(PreTrainedConfig):
     positional_encoding: str = "rope"
     pe_options: dict | None = None
     pe_layers: list[int] | None = None
+    attention_window: int | None = None
     pad_token_id: int | None = None
     bos_token_id: int | None = None
     eos_token_id: int | None = None
@@ -85,6 +90,10 @@ class MathDecoderConfig(PreTrainedConfig):
         except ValueError as err:
             raise ModelConfigError(str(err)) from None
         self._check_pe_layers()
+        window = self.attention_window
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+            raise ModelConfigError(f"attention_window must be a positive integer (tokens a query sees, itself "
+                                   f"included) or None for full causal attention, got {window!r}")
         for field in ("pad_token_id", "bos_token_id", "eos_token_id"):
             value = getattr(self, field)
             if value is not None and not 0 <= value < self.vocab_size:

@@ -7,6 +7,10 @@ safetensors, ``generate`` works (greedy, batched, left padding) and it uses the 
 Positions come from the attention mask (``cumsum - 1``), so a left-padded prompt gets the same
 positions, hence the same logits, as the same prompt unpadded. Padded keys are masked with an
 additive -inf mask; each token may always attend to itself, so no row is all -inf (no NaN).
+``config.attention_window`` turns on sliding-window attention in every layer, in the same mask
+(counted in positions, so padding does not shorten it); the KV cache keeps every key, so cached and
+uncached generation see the same keys. ``output_hidden_states`` returns the per-layer hidden states
+the way transformers' decoders do (for hidden-state distillation).
 
 Positional encodings (:mod:`mathkit.models.positional`): each forward builds one
 ``PositionContext``; an absolute method is added once at the input by layer 0's instance, each layer
@@ -150,14 +154,17 @@ class MathDecoderPreTrainedModel(PreTrainedModel):
 
 
 def _positions_and_mask(attention_mask: torch.Tensor | None, batch: int, length: int, past: int,
-                        device: torch.device):
+                        device: torch.device, window: int | None = None):
     """Key positions (B, S) from the 2D mask, the additive mask (B, 1, T, S) or None, and the 2D
     padding mask (None when nothing is padded).
 
-    None means "plain causal" and lets SDPA use its fused causal kernel: no padding and either no
-    cache (a full causal square) or one new token (it sees every cached key).
+    None means "plain causal" and lets SDPA use its fused causal kernel: no padding, no window that
+    cuts anything (``window`` >= S keys), and either no cache (a full causal square) or one new token
+    (it sees every cached key). A window counts positions, not slots: a query at position p sees the
+    keys at positions p - window + 1 .. p, so left padding gives the same result as no padding.
     """
     total = past + length
+    windowed = window is not None and window < total
     if attention_mask is not None:
         if attention_mask.dim() != 2 or attention_mask.shape != (batch, total):
             raise ValueError(f"attention_mask must be 2D of shape (batch, past + new) = ({batch}, {total}), "
@@ -167,7 +174,7 @@ def _positions_and_mask(attention_mask: torch.Tensor | None, batch: int, length:
             attention_mask = None
     if attention_mask is None:
         key_positions = torch.arange(total, device=device).expand(batch, total)
-        if past == 0 or length == 1:
+        if not windowed and (past == 0 or length == 1):
             return key_positions, None, None
         keep = torch.ones(batch, total, dtype=torch.bool, device=device)
     else:
@@ -175,9 +182,23 @@ def _positions_and_mask(attention_mask: torch.Tensor | None, batch: int, length:
     query_index = torch.arange(past, total, device=device)[:, None]   # absolute slot of each query
     key_index = torch.arange(total, device=device)[None, :]
     allowed = (key_index <= query_index)[None] & keep[:, None, :]      # (B, T, S)
+    if windowed:
+        distance = key_positions[:, past:, None] - key_positions[:, None, :]
+        allowed &= distance < window
     allowed |= key_index == query_index                                 # a padded token sees itself
     mask = torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, float("-inf"))
     return key_positions, mask[:, None], attention_mask
+
+
+def _select_hidden_states(states: list[torch.Tensor], wanted) -> tuple[torch.Tensor, ...]:
+    """``output_hidden_states`` as transformers' own models read it: True for all N + 1 states,
+    or an index (or list of indices, negative ones from the end) for only those, in layer order."""
+    if isinstance(wanted, bool):
+        return tuple(states)
+    indices = [wanted] if isinstance(wanted, int) else list(wanted)
+    n = len(states)
+    chosen = {i % n for i in indices if -n <= i < n}
+    return tuple(state for i, state in enumerate(states) if i in chosen)
 
 
 class MathDecoderModel(MathDecoderPreTrainedModel):
@@ -198,7 +219,13 @@ class MathDecoderModel(MathDecoderPreTrainedModel):
         self.embed_tokens = value
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None,
-                inputs_embeds=None, use_cache=None, **kwargs) -> BaseModelOutputWithPast:
+                inputs_embeds=None, use_cache=None, output_hidden_states=None,
+                **kwargs) -> BaseModelOutputWithPast:
+        """``output_hidden_states`` (default ``config.output_hidden_states``): also return
+        ``hidden_states``, as transformers' decoders do: the input of layer 0 (embeddings, with an
+        absolute positional encoding added), the output of each layer, and last the final-norm
+        output (``last_hidden_state``), N + 1 tensors in all; an index or list of indices keeps
+        only those."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         cache = _cache_argument(cache, kwargs)
@@ -211,15 +238,25 @@ class MathDecoderModel(MathDecoderPreTrainedModel):
         if not use_cache:
             cache = None
         past = cache.get_seq_length() if cache is not None else 0
-        key_positions, mask, padding = _positions_and_mask(attention_mask, batch, length, past, hidden.device)
+        key_positions, mask, padding = _positions_and_mask(attention_mask, batch, length, past, hidden.device,
+                                                           self.config.attention_window)
         if position_ids is None:
             position_ids = key_positions[:, past:]
         ctx = PositionContext(position_ids=position_ids, key_positions=key_positions, input_ids=input_ids,
                               attention_mask=padding, past_length=past, cache=cache)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         hidden = self.dropout(self.layers[0].positional.embed(hidden, ctx))  # absolute: once, here
+        states = [hidden] if output_hidden_states else None  # kept only when asked (memory)
         for layer in self.layers:
             hidden = layer(hidden, ctx=ctx, mask=mask)
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden), **{CACHE_FIELD: cache})
+            if states is not None:
+                states.append(hidden)
+        hidden = self.norm(hidden)
+        if states is not None:
+            states[-1] = hidden  # the last state is the normed one, as in transformers' decoders
+            states = _select_hidden_states(states, output_hidden_states)
+        return BaseModelOutputWithPast(last_hidden_state=hidden, hidden_states=states, **{CACHE_FIELD: cache})
 
 
 class MathDecoderForCausalLM(MathDecoderPreTrainedModel, GenerationMixin):
@@ -247,10 +284,11 @@ class MathDecoderForCausalLM(MathDecoderPreTrainedModel, GenerationMixin):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None,
                 inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int = 0,
-                return_dict=None, **kwargs) -> CausalLMOutputWithPast:
+                output_hidden_states=None, return_dict=None, **kwargs) -> CausalLMOutputWithPast:
         cache = _cache_argument(cache, kwargs)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         cache=cache, inputs_embeds=inputs_embeds, use_cache=use_cache)
+                         cache=cache, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         output_hidden_states=output_hidden_states)
         hidden = out.last_hidden_state
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
@@ -258,7 +296,8 @@ class MathDecoderForCausalLM(MathDecoderPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_FIELD: getattr(out, CACHE_FIELD)})
+        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                      **{CACHE_FIELD: getattr(out, CACHE_FIELD)})
 
 
 DIGITS = tuple("0123456789")
