@@ -1,4 +1,4 @@
-"""``python -m mathkit <command>``: run notebooks, solve/chat with an arithmetic model, evaluate.
+"""``python -m mathkit <command>``: run notebooks, solve/chat with an arithmetic model, evaluate, generate.
 
 Each command lives in its own module that exposes ``register(subparsers)``; the parser it adds
 sets ``func`` to a callable taking the parsed arguments and returning an exit code. Errors of
@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "mathkit.cli.run",       # run, index
     "mathkit.cli.solve",     # solve, chat
     "mathkit.cli.evaluate",  # evaluate
+    "mathkit.cli.generate",  # generate
 )
 
 
