@@ -56,8 +56,27 @@ def check_qlora_gemma3(folder):
     assert setups == [("QLoRA", False), ("QLoRA", True), ("LoRA", False), ("full fine-tuning", False)]
 
 
+def check_distillation(folder):
+    """Notebook 05: one row per (arm, seed), every arm in the headline, the distilled arms' paired
+    differences to the from-scratch arm, a teacher trained here and the learning curves."""
+    from mathkit.jsonl import read_jsonl
+    from mathkit.params import load_params
+    from mathkit.params.distillation import DistillationParams
+
+    p = load_params(DistillationParams, ROOT / "params" / "05_distillation" / "smoke.yaml")
+    rows = read_jsonl(folder / "runs.jsonl")
+    assert sorted(r["arm"] for r in rows) == sorted(p.arms) * len(p.seeds)
+    results = json.loads((folder / "results.json").read_text())
+    headline = results["headline"]
+    assert set(headline["in_distribution"]) == set(p.arms) and headline["baseline_arm"] == "scratch"
+    assert set(headline["vs_baseline_in_distribution"]) == set(p.arms) - {"scratch"}
+    assert set(results["metrics"]["teachers"]) == set(p.teachers)
+    assert all(len(curve) == 2 for curve in results["metrics"]["learning_curves"].values())
+    assert (folder / "learning_curves.png").is_file()
+
+
 EXTRA_CHECKS = {"03_qlora_gemma3_mathx": check_qlora_gemma3,  # what a notebook's smoke run must also hold
-                "04_pe_ablation": check_pe_ablation}
+                "04_pe_ablation": check_pe_ablation, "05_distillation": check_distillation}
 
 
 def checkout_files() -> dict[str, float]:

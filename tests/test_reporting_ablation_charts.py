@@ -76,3 +76,16 @@ def test_empty_data_is_refused_and_colors_are_stable():
     names = [f"pe{i}" for i in range(12)]
     palette = colors(names)
     assert len(set(palette.values())) == 12 and colors(names[:3])["pe0"] == colors(names[:5])["pe0"]
+
+
+def test_learning_curves_chart_has_a_line_per_variant():
+    from mathkit.reporting.ablation_charts import plot_learning_curves
+
+    curves = {"scratch": {10: {"mean": 2.0, "min": 1.5, "max": 2.5}, 20: {"mean": 1.0, "min": 0.9, "max": 1.1}},
+              "kd": {10: {"mean": 1.5, "min": 1.4, "max": 1.6}, 20: {"mean": 0.5, "min": 0.4, "max": 0.6}}}
+    fig = plot_learning_curves(curves, title="t")
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["scratch", "kd"] and ax.get_title() == "t"
+    assert ax.get_xlabel() == "training step" and ax.get_yscale() == "log"
+    with pytest.raises(DataError):
+        plot_learning_curves({})

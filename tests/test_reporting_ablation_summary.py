@@ -123,3 +123,21 @@ def test_longest_learned_length_stops_at_the_first_length_below_half():
     assert longest_learned_length(numbers) == 4
     assert longest_learned_length(aggregate(rows())["reversed"]["none"]) == 2
     assert spread_text(spread([0.25]) | {"n": 40}) == "25.00% (n=40)"
+
+
+def test_learning_curves_read_the_validation_cross_entropy_of_every_run(tmp_path):
+    import json
+
+    from mathkit.reporting.ablation_summary import learning_curves
+
+    runs = [{"run_id": "a-0", "arm": "a"}, {"run_id": "a-1", "arm": "a"}, {"run_id": "b-0", "arm": "b"}]
+    lines = {"a-0": [{"kind": "eval", "step": 5, "eval_loss": 2.0}, {"kind": "train", "step": 5, "loss": 9.0},
+                     {"kind": "eval", "step": 10, "eval_loss": 1.0}],
+             "a-1": [{"kind": "eval", "step": 5, "eval_loss": 4.0}, {"kind": "eval", "step": 10, "eval_loss": 3.0}],
+             "b-0": [{"kind": "eval", "step": 5, "eval_loss": 7.0, "eval_ce_loss": 1.5}]}
+    for run_id, rows in lines.items():
+        (tmp_path / run_id).mkdir()
+        (tmp_path / run_id / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    curves = learning_curves(tmp_path, runs)
+    assert curves["a"][5]["mean"] == 3.0 and curves["a"][5]["min"] == 2.0 and curves["a"][10]["max"] == 3.0
+    assert curves["b"] == {5: spread([1.5])}, "a distilled run's curve is its cross-entropy, not its total loss"

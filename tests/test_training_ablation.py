@@ -108,12 +108,14 @@ def test_rows_of_other_grids_stay_in_the_file(tmp_path, tokenizer, small_data):
     assert finished == {} and [r["run_id"] for r in others] == ["fire-cot-seed9", "nope-reversed-seed0"]
 
 
-def test_models_of_one_seed_start_from_the_same_weights(tokenizer):
-    recipe = ModelRecipe("small", 32, pe_options={"rope": {"rope_theta": 500.0}})
-    a, b = recipe.build("rope", tokenizer, 4), recipe.build("rope", tokenizer, 4)
-    assert all((p == q).all() for p, q in zip(a.parameters(), b.parameters()))
-    assert a.config.pe_options == {"rope_theta": 500.0}
-    assert not all((p == q).all() for p, q in zip(a.parameters(), recipe.build("rope", tokenizer, 5).parameters()))
+def test_a_changed_default_option_makes_earlier_rows_stale(monkeypatch):
+    from mathkit.models.positional import positional_class
+
+    before = ablation.resolved_options("rope", {})
+    assert before["rope_theta"] == positional_class("rope").default_options["rope_theta"]
+    monkeypatch.setitem(positional_class("rope").default_options, "rope_theta", 123.0)
+    assert ablation.resolved_options("rope", {}) != before
+    assert ablation.resolved_options("rope", {"rope": {"rope_theta": 5.0}})["rope_theta"] == 5.0
 
 
 def test_thought_scores_only_for_formats_with_a_thought():

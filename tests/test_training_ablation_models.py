@@ -23,13 +23,14 @@ def neox_folder(tmp_path_factory):
     return save(GPTNeoXForCausalLM(config), tokenizer, tmp_path_factory.mktemp("neox") / "model")
 
 
-def test_small_decoder_recipe_is_seeded():
+def test_models_of_one_seed_start_from_the_same_weights():
     from mathkit.models.char_tokenizer import build_char_tokenizer
 
     tokenizer, recipe = build_char_tokenizer(32), ModelRecipe("small", 32, pe_options={"rope": {"rope_theta": 500.0}})
-    a, b, c = recipe.build("rope", tokenizer, 1), recipe.build("rope", tokenizer, 1), recipe.build("rope", tokenizer, 2)
-    assert a.config.pe_options["rope_theta"] == 500.0
-    assert torch.equal(a.lm_head.weight, b.lm_head.weight) and not torch.equal(a.lm_head.weight, c.lm_head.weight)
+    a, b = recipe.build("rope", tokenizer, 4), recipe.build("rope", tokenizer, 4)
+    assert all((p == q).all() for p, q in zip(a.parameters(), b.parameters()))
+    assert a.config.pe_options == {"rope_theta": 500.0}
+    assert not all((p == q).all() for p, q in zip(a.parameters(), recipe.build("rope", tokenizer, 5).parameters()))
 
 
 @pytest.mark.parametrize("encoding", ["alibi", "abacus"])
@@ -71,3 +72,23 @@ def test_a_neox_run_becomes_a_row_with_its_trainable_share(neox_folder, tmp_path
     assert row["train_steps"] == 2 and row["overall"]["n"] == 12
     assert 0 < row["n_trainable"] < row["n_params"]
     assert not list((tmp_path / "alibi-reversed-seed0").glob("checkpoint-*"))
+
+
+def test_distillation_recipe_binds_each_arms_teachers_and_loss(tmp_path):
+    import pickle
+
+    from mathkit.models.char_tokenizer import build_char_tokenizer
+    from mathkit.training.ablation_models import DistillationRecipe
+
+    tokenizer = build_char_tokenizer(32)
+    teacher_dir = save(ModelRecipe("small", 32).build("rope", tokenizer, 0), tokenizer, tmp_path / "teacher")
+    recipe = DistillationRecipe("small", 32, overrides={"hidden_size": 32, "num_hidden_layers": 2},
+                                arms={"scratch": {}, "kd": {"teachers": [str(teacher_dir)], "distillation": {"kd": "reverse"}}})
+    student = recipe.build("rope", tokenizer, 0)
+    assert student.config.hidden_size == 32 and student.config.num_hidden_layers == 2
+    assert recipe.trainer_class(Run("rope", "cot", 0, "scratch")) is None
+    trainer = recipe.trainer_class(Run("rope", "cot", 0, "kd"))
+    assert trainer is not None and str(teacher_dir) in recipe._teachers
+    assert pickle.loads(pickle.dumps(recipe))._teachers == {}, "worker processes load their own teachers"
+    assert recipe.arm_settings(Run("rope", "cot", 0, "kd")) != recipe.arm_settings(Run("rope", "cot", 0, "scratch"))
+    assert Run("rope", "cot", 0, "kd").run_id == "kd-rope-cot-seed0" and Run("rope", "cot", 0).run_id == "rope-cot-seed0"

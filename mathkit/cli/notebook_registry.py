@@ -37,6 +37,8 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                      "mathkit.params.qlora_gemma3:QloraGemma3Params"),
         NotebookSpec("04_pe_ablation", "Positional encodings and length generalization in addition",
                      "mathkit.params.pe_ablation:PeAblationParams"),
+        NotebookSpec("05_distillation", "Knowledge distillation into a smaller arithmetic model",
+                     "mathkit.params.distillation:DistillationParams"),
     )
 }
 

@@ -175,3 +175,31 @@ def plot_cost(n_params: Mapping[str, int], train_minutes: Mapping[str, Mapping[s
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_learning_curves(curves: Mapping[str, Mapping[int, dict]], *,
+                         title: str = "Validation cross-entropy during training",
+                         ylabel: str = "validation cross-entropy (mean over seeds; band: seed range)"):
+    """Per variant (an arm, an encoding), a validation number against the training step: the mean
+    over seeds with a band from the lowest to the highest seed, on a log scale.
+
+    ``curves``: ``{name: {step: {"mean", "min", "max"}}}`` (see
+    :func:`mathkit.reporting.ablation_summary.learning_curves`).
+    """
+    _need(curves, title)
+    palette = colors(list(curves))
+    fig, ax = plt.subplots(figsize=(7.8, 4.4))
+    for name, by_step in curves.items():
+        xs = sorted(by_step)
+        ax.plot(xs, [by_step[x]["mean"] for x in xs], marker="o", markersize=3, linewidth=1.4,
+                color=palette[name], label=name)
+        ax.fill_between(xs, [by_step[x]["min"] for x in xs], [by_step[x]["max"] for x in xs],
+                        color=palette[name], alpha=0.15, linewidth=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

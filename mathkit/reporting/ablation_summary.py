@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from mathkit.errors import DataError
 from mathkit.reporting.conclusion import percent
@@ -40,8 +41,9 @@ def _optional_spread(values: list) -> dict | None:
     return spread(present) if present else None
 
 
-def aggregate(rows: Iterable[dict]) -> dict[str, dict[str, dict]]:
-    """``{format: {encoding: numbers}}``, formats and encodings in the rows' order.
+def aggregate(rows: Iterable[dict], by: str = "positional_encoding") -> dict[str, dict[str, dict]]:
+    """``{format: {encoding: numbers}}``, formats and encodings in the rows' order (``by="arm"``:
+    ``{format: {arm: numbers}}``, for grids of training variants).
 
     Numbers: exact match ``in_distribution`` / ``beyond`` / ``at_2n`` and ``by_length`` (the longer
     operand's digits) as :func:`spread` + ``n`` + ``per_seed``; ``by_cell`` (``"3x2"``) mean
@@ -50,7 +52,7 @@ def aggregate(rows: Iterable[dict]) -> dict[str, dict[str, dict]]:
     """
     runs: dict[str, dict[str, list[dict]]] = {}
     for row in rows:
-        runs.setdefault(row["format"], {}).setdefault(row["positional_encoding"], []).append(row)
+        runs.setdefault(row["format"], {}).setdefault(row[by], []).append(row)
     out: dict[str, dict[str, dict]] = {}
     for fmt, by_pe in runs.items():
         for pe, seeds in by_pe.items():
@@ -75,6 +77,23 @@ def aggregate(rows: Iterable[dict]) -> dict[str, dict[str, dict]]:
                 "thought_match": _optional_spread([(r["thought_match"] or {}).get("accuracy") for r in seeds]),
             }
     return out
+
+
+def learning_curves(folder: str | Path, rows: Iterable[dict], by: str = "arm") -> dict[str, dict[int, dict]]:
+    """``{variant: {step: spread}}`` of the validation cross-entropy over the seeds of each variant
+    (``by``: the row key naming it), read back from each run's ``metrics.jsonl`` in ``folder``:
+    ``eval_ce_loss`` where the training loss had more terms (distillation), else ``eval_loss``."""
+    from mathkit.jsonl import read_jsonl
+
+    per_step: dict[str, dict[int, list[float]]] = {}
+    for row in rows:
+        path = Path(folder) / row["run_id"] / "metrics.jsonl"
+        for r in read_jsonl(path) if path.is_file() else []:
+            value = r.get("eval_ce_loss", r.get("eval_loss")) if r.get("kind") == "eval" else None
+            if value is not None:
+                per_step.setdefault(row[by], {}).setdefault(int(r["step"]), []).append(float(value))
+    return {name: {step: spread(values) for step, values in sorted(steps.items())}
+            for name, steps in per_step.items()}
 
 
 def _rank_key(numbers: dict) -> tuple[float, float, float]:

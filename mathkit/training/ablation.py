@@ -38,15 +38,17 @@ RUNS_FILE = "runs.jsonl"
 
 @dataclass(frozen=True)
 class Run:
-    """One cell of the grid."""
+    """One cell of the grid. ``arm``: a named training variant of the same model (e.g. a
+    distillation loss), empty where the grid varies only encodings and formats."""
 
     positional_encoding: str
     format: str
     seed: int
+    arm: str = ""
 
     @property
     def run_id(self) -> str:
-        return f"{self.positional_encoding}-{self.format}-seed{self.seed}"
+        return f"{self.arm + '-' if self.arm else ''}{self.positional_encoding}-{self.format}-seed{self.seed}"
 
 
 def grid(encodings: Sequence[str], formats: Sequence[str], seeds: Sequence[int]) -> list[Run]:
@@ -92,6 +94,14 @@ def build_data(*, formats: Sequence[str], max_digits: int, n_train: int, n_val: 
     return AblationData(max_digits, n_train, n_val, {fmt: format_records(test, fmt) for fmt in formats})
 
 
+def resolved_options(encoding: str, pe_options: dict[str, dict]) -> dict:
+    """The options a run of ``encoding`` trains with: its defaults under the given ones, so that a
+    changed default makes earlier rows stale."""
+    from mathkit.models.positional import positional_class
+
+    return {**positional_class(encoding).default_options, **pe_options.get(encoding, {})}
+
+
 def settings_fingerprint(settings: dict[str, Any]) -> str:
     """A short hash of the settings that define a run (JSON with sorted keys)."""
     text = json.dumps(settings, sort_keys=True, default=str)
@@ -129,6 +139,15 @@ def thought_scores(scored: list[dict], test: list[dict]) -> dict[str, float] | N
     return {"bleu": bleu(generated, references), "rouge_l": rouge_l(generated, references)}
 
 
+def validation_ce_loss(metrics_path: str | Path) -> float | None:
+    """The last validation cross-entropy of a run: ``eval_ce_loss`` where the loss has more terms
+    (distillation), else ``eval_loss``; None when it never validated."""
+    rows = [r for r in read_jsonl(metrics_path) if r.get("kind") == "eval"] if Path(metrics_path).is_file() else []
+    values = [r.get("eval_ce_loss", r.get("eval_loss")) for r in rows]
+    values = [v for v in values if v is not None]
+    return float(values[-1]) if values else None
+
+
 def summarize_run(run: Run, evaluation, result, *, n_params: int, max_digits: int, test: list[dict],
                   fingerprint: str, n_trainable: int | None = None) -> dict:
     """One row of ``runs.jsonl``: what was run, its cost, losses and perplexity, and exact match
@@ -137,9 +156,11 @@ def summarize_run(run: Run, evaluation, result, *, n_params: int, max_digits: in
 
     s = evaluation.summary
     groups = {k: accuracy_summary(v) for k, v in length_groups(evaluation.records, max_digits).items()}
-    eval_loss = result.final_eval_loss
+    eval_loss = validation_ce_loss(result.metrics_path)  # the perplexity's: cross-entropy alone
+    if eval_loss is None:
+        eval_loss = result.final_eval_loss
     return {
-        "run_id": run.run_id, "positional_encoding": run.positional_encoding, "format": run.format,
+        "run_id": run.run_id, "arm": run.arm, "positional_encoding": run.positional_encoding, "format": run.format,
         "seed": run.seed, "settings": fingerprint, "max_digits": max_digits,
         "n_params": n_params, "n_trainable": n_params if n_trainable is None else n_trainable,
         "train_steps": result.global_step, "train_seconds": result.train_runtime_s,
@@ -187,8 +208,9 @@ def train_and_evaluate(run: Run, *, data: AblationData, recipe: ModelRecipe | Ne
     model = recipe.build(run.positional_encoding, tokenizer, run.seed)
     run_dir = Path(folder) / run.run_id
     train_set, val_set = data.train_val(run.format, run.seed)
+    trainer_class = recipe.trainer_class(run) if hasattr(recipe, "trainer_class") else None
     result = train(model, tokenizer, train_set, val_set, output_dir=run_dir,
-                   training={**training, "seed": run.seed}, resume=resume)
+                   training={**training, "seed": run.seed}, resume=resume, trainer_class=trainer_class)
     test = data.test[run.format]
     evaluation = evaluate_model(model, tokenizer, test, scorer=ArithmeticScorer(), batch_size=eval_batch_size,
                                 max_new_tokens=max_new_tokens or None, progress=False,
@@ -214,7 +236,8 @@ def run_ablation(runs: Sequence[Run], *, data: AblationData, recipe: ModelRecipe
     """
     folder = Path(folder)
     fingerprints = {run.run_id: settings_fingerprint(
-        {**settings, "pe_options": recipe.pe_options.get(run.positional_encoding, {})}) for run in runs}
+        {**settings, "pe_options": resolved_options(run.positional_encoding, recipe.pe_options),
+         **(recipe.arm_settings(run) if hasattr(recipe, "arm_settings") else {})}) for run in runs}
     done, others = read_rows(folder / RUNS_FILE, fingerprints) if resume else ({}, [])
     todo = [run for run in runs if run.run_id not in done]
     log.info("%d runs: %d finished earlier, %d to run", len(runs), len(done), len(todo))

@@ -18,6 +18,7 @@ class ModelRecipe:
     max_length: int
     pe_options: dict[str, dict] = field(default_factory=dict)
     pe_layers: list[int] | None = None
+    overrides: dict = field(default_factory=dict)  # other config fields over the size (a narrower width, ...)
 
     def build(self, encoding: str, tokenizer, seed: int):
         from mathkit.env import seed_everything
@@ -26,7 +27,42 @@ class ModelRecipe:
         seed_everything(seed)
         return build_decoder(self.size, tokenizer, positional_encoding=encoding,
                              max_position_embeddings=self.max_length,
-                             pe_options=dict(self.pe_options.get(encoding, {})), pe_layers=self.pe_layers)
+                             pe_options=dict(self.pe_options.get(encoding, {})), pe_layers=self.pe_layers,
+                             **self.overrides)
+
+
+@dataclass
+class DistillationRecipe(ModelRecipe):
+    """Fresh small-decoder students, one training variant per arm: ``arms`` maps an arm's name to
+    ``{"teachers": [folder, ...], "distillation": {...}}`` (a
+    :class:`~mathkit.training.distillation.DistillationConfig` block); an arm without teachers
+    trains the student on the labels alone (from scratch). Teachers are saved model folders, loaded
+    once per process, frozen."""
+
+    arms: dict[str, dict] = field(default_factory=dict)
+    _teachers: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self):  # worker processes load their own teachers
+        return {**self.__dict__, "_teachers": {}}
+
+    def teacher(self, folder: str):
+        if folder not in self._teachers:
+            from mathkit.models import load
+
+            self._teachers[folder] = load(folder, device="cpu")[0]
+        return self._teachers[folder]
+
+    def trainer_class(self, run):
+        from mathkit.training.distillation import distillation_trainer
+
+        arm = self.arms[run.arm]
+        if not arm.get("teachers"):
+            return None
+        return distillation_trainer([self.teacher(t) for t in arm["teachers"]], arm.get("distillation") or {})
+
+    def arm_settings(self, run) -> dict:
+        """What makes two runs of an arm the same run (its teachers and loss), for the grid's cache."""
+        return {"arm": self.arms[run.arm], "overrides": self.overrides}
 
 
 @dataclass
