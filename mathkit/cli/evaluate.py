@@ -26,7 +26,9 @@ DECODERS = ("auto", "compact", "generate")
 DEFAULT_OUTPUT_DIR = "runs/evaluate"  # scratch output, git-ignored; notebooks write reports/
 
 
-def _is_arithmetic_model(name: str) -> bool:
+def is_arithmetic_model(name: str) -> bool:
+    """Whether ``name`` (a folder or alias) holds a small arithmetic decoder (notebooks 01, 04, 05)
+    rather than a language model: the two take different prompts and scorers."""
     from mathkit.models import describe
     from mathkit.models.config import MathDecoderConfig
 
@@ -101,7 +103,7 @@ def _evaluate(args, out: Path) -> dict:
     from mathkit.evaluation.evaluator import evaluate_model
     from mathkit.models import load
 
-    if _is_arithmetic_model(args.model):
+    if is_arithmetic_model(args.model):
         rows, scorer = _arithmetic_task(args)
         model, tokenizer = load(args.model)
     else:

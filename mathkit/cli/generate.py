@@ -201,7 +201,7 @@ def solve_language(checkpoint: str, *, adapter: str | None, problem: str | None,
     """Ask a language model (folder, adapter folder, alias, or base + ``adapter``)."""
     from mathkit import models
     from mathkit.evaluation.answer_scoring import MathAnswerScorer, score_completion
-    from mathkit.evaluation.evaluator import _prompt_has_bos, stop_rule
+    from mathkit.evaluation.evaluator import prompt_has_bos, stop_rule
     from mathkit.evaluation.generation import generate_batched
 
     recorded = recorded_prompt(adapter or checkpoint)
@@ -214,7 +214,7 @@ def solve_language(checkpoint: str, *, adapter: str | None, problem: str | None,
     model, tokenizer = models.load(checkpoint, adapter=adapter, device=device)
     scorer = MathAnswerScorer()
     prompt = scorer.prompt_fn(tokenizer, style=style, system_prompt=recorded.get("system_prompt"))(row)
-    add_special = not _prompt_has_bos(tokenizer, [prompt])
+    add_special = not prompt_has_bos(tokenizer, [prompt])
     max_new_tokens = max_new_tokens or scorer.default_max_new_tokens(tokenizer, [row])
     _check_fits(model, tokenizer, prompt, add_special, max_new_tokens)
     rule = stop_rule(scorer, style, None, None)
@@ -248,12 +248,12 @@ def generate_solution(checkpoint: str, *, problem: str | None = None, random: bo
     """The solution of ``problem`` (or of a held-out problem drawn with ``seed`` when ``random``)
     by the model ``checkpoint`` names (module docstring). ``max_new_tokens`` None: 128 for an
     arithmetic model, 256 for a language model; ``temperature`` 0 decodes greedily."""
-    from mathkit.cli.evaluate import _is_arithmetic_model
+    from mathkit.cli.evaluate import is_arithmetic_model
 
     check_request(problem=problem, random=random, max_new_tokens=max_new_tokens,
                   temperature=temperature, dataset=dataset)
     checkpoint = str(checkpoint)
-    if _is_arithmetic_model(checkpoint):
+    if is_arithmetic_model(checkpoint):
         for flag, value in (("--adapter", adapter), ("--style", style), ("--dataset", dataset)):
             if value is not None:
                 raise ParamsError(f"{flag} applies to language models, not to the arithmetic model "

@@ -74,7 +74,7 @@ def _rows(dataset, required: tuple[str, ...]) -> list[dict]:
     return rows
 
 
-def _prompt_has_bos(tokenizer, prompts: list[str]) -> bool:
+def prompt_has_bos(tokenizer, prompts: list[str]) -> bool:
     """True when the prompts already start with BOS (chat templates write it themselves), so
     the tokenizer must not add a second one."""
     bos = getattr(tokenizer, "bos_token", None)
@@ -143,7 +143,7 @@ def evaluate_model(
     prompts = [prompt_fn(row) for row in rows]
     max_new_tokens = max_new_tokens or scorer.default_max_new_tokens(tokenizer, rows)
     add_special = (scorer.add_special_tokens if scorer.add_special_tokens is not None
-                   else not _prompt_has_bos(tokenizer, prompts))
+                   else not prompt_has_bos(tokenizer, prompts))
     rule = stop_rule(scorer, style, stop_strings, stop_at_answer)
     gen = generate_batched(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                            batch_size=batch_size, bf16=bf16, add_special_tokens=add_special,
