@@ -56,3 +56,23 @@ def test_headline_names_the_best_arm_and_the_differences_to_the_baseline():
     assert [round(d, 2) for d in numbers["vs_baseline_in_distribution"]["kd"]] == [0.3, 0.1]
     assert numbers["in_distribution"]["kd"]["n_seeds"] == 2 and numbers["in_distribution"]["kd"]["n"] == 200
     assert "vs_baseline_in_distribution" not in distillation_headline(agg, ARMS, None)
+
+
+def test_when_the_target_is_missed_the_fit_of_the_labels_says_why():
+    from mathkit.reporting.distillation_summary import fit_sentence, kd_weight_text
+
+    arms = {"scratch": {"teachers": []},
+            "kd": {"teachers": ["t1"], "distillation": {"kd": "forward", "kd_weight": 1.0, "temperature": 2.0,
+                                                        "ce_weight": 1.0}}}
+    rows = arm_rows({"scratch": [0.8, 0.8], "kd": [0.5, 0.6]})
+    for row in rows:
+        row["perplexity"] = 1.05 if row["arm"] == "scratch" else 1.2
+    agg = aggregate(rows, by="arm")["cot"]
+    assert kd_weight_text(arms["kd"]["distillation"]) == "KD 4 (T=2) : labels 1"
+    assert kd_weight_text({"kd": "none"}) == "no KD term"
+    sentence = fit_sentence(agg, arms, "scratch")
+    assert "kd 1.200 (KD 4 (T=2) : labels 1)" in sentence and "1.050 for scratch" in sentence
+    assert distillation_sentences(agg, arms, "scratch", {})[-1] == sentence
+    for row in rows:
+        row["perplexity"] = 1.0
+    assert fit_sentence(aggregate(rows, by="arm")["cot"], arms, "scratch") is None

@@ -59,6 +59,32 @@ def distillation_headline(agg: Mapping[str, dict], arms: Mapping[str, dict], bas
     return out
 
 
+def kd_weight_text(distillation: dict) -> str:
+    """How much the KD term weighs against the labels' cross-entropy: ``kd_weight x T^2`` (the
+    KL is scaled by the temperature's square) against ``ce_weight``."""
+    if distillation.get("kd", "none") == "none":
+        return "no KD term"
+    weight = distillation["kd_weight"] * distillation["temperature"] ** 2
+    return f"KD {weight:g} (T={distillation['temperature']:g}) : labels {distillation['ce_weight']:g}"
+
+
+def fit_sentence(agg: Mapping[str, dict], arms: Mapping[str, dict], baseline: str) -> str | None:
+    """Why distilled arms fall behind, where the numbers say it: their validation perplexity on the
+    labels against the baseline's, with the weight their loss gave the KD term."""
+    base = agg[baseline].get("perplexity")
+    distilled = [a for a in agg if arms[a].get("teachers") and agg[a].get("perplexity")]
+    if not base or not distilled:
+        return None
+    worse = [a for a in distilled if agg[a]["perplexity"]["mean"] > base["mean"]]
+    if not worse:
+        return None
+    parts = "; ".join(f"{a} {agg[a]['perplexity']['mean']:.3f} ({kd_weight_text(arms[a].get('distillation') or {})})"
+                      for a in worse)
+    return (f"The arms behind also fit the labels worse: validation perplexity {parts}, against "
+            f"{base['mean']:.3f} for {baseline}. At equal steps their loss spends part of each update on "
+            f"matching the teachers' softened distributions rather than the labels.")
+
+
 def distillation_sentences(agg: Mapping[str, dict], arms: Mapping[str, dict], baseline: str | None,
                            teacher_numbers: Mapping[str, dict]) -> list[str]:
     """The conclusion: teachers, every distilled arm against the baseline, multi-teacher against
@@ -79,4 +105,7 @@ def distillation_sentences(agg: Mapping[str, dict], arms: Mapping[str, dict], ba
                    and not ranges_overlap(agg[a]["in_distribution"], agg[baseline]["in_distribution"])]
         lines.append(f"Target (a distilled student beats the from-scratch one at equal steps, seed ranges apart): "
                      f"{'met by ' + ', '.join(winners) if winners else 'not met in this run'}.")
+        fit = fit_sentence(agg, arms, baseline) if not winners else None
+        if fit:
+            lines.append(fit)
     return lines
