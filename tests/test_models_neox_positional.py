@@ -31,13 +31,7 @@ TOO_NARROW = {("math_adaptive", 0.25)}
 CASES = [(n, pct) for n in ENCODINGS for pct in ROTARY_PCT if (n, pct) not in TOO_NARROW]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared machine OpenMP waiting only slows them."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

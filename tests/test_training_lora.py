@@ -16,14 +16,7 @@ from mathkit.training.reload_check import check_same_generations, greedy_complet
 from tests.tiny_llama import TARGETS, build_tokenizer, load_base, save_tiny_llama, word_problems
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A tiny model gains nothing from threads, and on a shared 2-core machine OpenMP's waiting
-    makes each step ~100x slower than one thread does."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
