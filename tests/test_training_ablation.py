@@ -5,8 +5,9 @@ import json
 import pytest
 
 from mathkit.training import ablation
-from mathkit.training.ablation import (RUNS_FILE, ModelRecipe, Run, build_data, grid, length_groups,
+from mathkit.training.ablation import (RUNS_FILE, Run, build_data, grid, length_groups,
                                        read_rows, run_ablation, settings_fingerprint)
+from mathkit.training.ablation_models import ModelRecipe
 
 TRAINING = {"per_device_train_batch_size": 8, "per_device_eval_batch_size": 16, "learning_rate": 2.0e-3,
             "max_steps": 2, "warmup_steps": 0, "eval_steps": 1, "save_steps": 1, "logging_steps": 1}

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mathkit.params.arithmetic_cot import DEFAULT_TRAINING as ARITHMETIC_TRAINING
-from mathkit.params.pe_ablation import MAX_DIGITS, known_encodings
+from mathkit.params.pe_ablation import MAX_DIGITS, known_encodings, unique
 from mathkit.params.training import TrainingParams
 
 # Students train as notebook 01's models do (its quick-run block), validating at the end.
@@ -130,9 +130,7 @@ class DistillationParams(TrainingParams):
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds repeat in {seeds}; list each once")
-        return seeds
+        return unique(seeds, "seeds")
 
     def run_settings(self) -> dict[str, Any]:
         """What makes two runs of one (arm, seed) the same run: data, student and training (the

@@ -40,7 +40,8 @@ NEOX_TRAINING: dict[str, Any] = {
 }
 
 
-def _unique(values: list, what: str) -> list:
+def unique(values: list, what: str) -> list:
+    """``values`` when none repeats; ValueError saying which list repeats otherwise."""
     if len(set(values)) != len(values):
         raise ValueError(f"{what} repeat in {values}; list each once")
     return values
@@ -54,7 +55,7 @@ def known_encodings(names: list[str]) -> list[str]:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown positional encoding(s) {unknown}; known: {', '.join(known)}")
-    return _unique(names, "positional encodings")
+    return unique(names, "positional encodings")
 
 
 class NeoXRuns(BaseModel):
@@ -158,12 +159,12 @@ class PeAblationParams(TrainingParams):
     @field_validator("formats")
     @classmethod
     def _unique_formats(cls, formats: list[str]) -> list[str]:
-        return _unique(formats, "formats")
+        return unique(formats, "formats")
 
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
-        return _unique(seeds, "seeds")
+        return unique(seeds, "seeds")
 
     @field_validator("max_length")
     @classmethod

@@ -83,15 +83,12 @@ def learning_curves(folder: str | Path, rows: Iterable[dict], by: str = "arm") -
     """``{variant: {step: spread}}`` of the validation cross-entropy over the seeds of each variant
     (``by``: the row key naming it), read back from each run's ``metrics.jsonl`` in ``folder``:
     ``eval_ce_loss`` where the training loss had more terms (distillation), else ``eval_loss``."""
-    from mathkit.jsonl import read_jsonl
+    from mathkit.training.ablation import validation_ce_series
 
     per_step: dict[str, dict[int, list[float]]] = {}
     for row in rows:
-        path = Path(folder) / row["run_id"] / "metrics.jsonl"
-        for r in read_jsonl(path) if path.is_file() else []:
-            value = r.get("eval_ce_loss", r.get("eval_loss")) if r.get("kind") == "eval" else None
-            if value is not None:
-                per_step.setdefault(row[by], {}).setdefault(int(r["step"]), []).append(float(value))
+        for step, value in validation_ce_series(Path(folder) / row["run_id"] / "metrics.jsonl"):
+            per_step.setdefault(row[by], {}).setdefault(step, []).append(value)
     return {name: {step: spread(values) for step, values in sorted(steps.items())}
             for name, steps in per_step.items()}
 

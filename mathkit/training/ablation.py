@@ -29,7 +29,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mathkit.jsonl import read_jsonl, write_jsonl
-from mathkit.training.ablation_models import ModelRecipe, NeoXRecipe
+from mathkit.training.ablation_models import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +139,19 @@ def thought_scores(scored: list[dict], test: list[dict]) -> dict[str, float] | N
     return {"bleu": bleu(generated, references), "rouge_l": rouge_l(generated, references)}
 
 
+def validation_ce_series(metrics_path: str | Path) -> list[tuple[int, float]]:
+    """``(step, loss)`` of every validation of a run, from its ``metrics.jsonl``: ``eval_ce_loss``
+    where the training loss had more terms (distillation), else ``eval_loss``; empty when it
+    never validated."""
+    rows = read_jsonl(metrics_path) if Path(metrics_path).is_file() else []
+    series = [(r.get("step"), r.get("eval_ce_loss", r.get("eval_loss"))) for r in rows if r.get("kind") == "eval"]
+    return [(int(step), float(value)) for step, value in series if value is not None]
+
+
 def validation_ce_loss(metrics_path: str | Path) -> float | None:
-    """The last validation cross-entropy of a run: ``eval_ce_loss`` where the loss has more terms
-    (distillation), else ``eval_loss``; None when it never validated."""
-    rows = [r for r in read_jsonl(metrics_path) if r.get("kind") == "eval"] if Path(metrics_path).is_file() else []
-    values = [r.get("eval_ce_loss", r.get("eval_loss")) for r in rows]
-    values = [v for v in values if v is not None]
-    return float(values[-1]) if values else None
+    """The last validation cross-entropy of a run (see :func:`validation_ce_series`), or None."""
+    series = validation_ce_series(metrics_path)
+    return series[-1][1] if series else None
 
 
 def summarize_run(run: Run, evaluation, result, *, n_params: int, max_digits: int, test: list[dict],
@@ -196,7 +202,7 @@ def _one_thread() -> None:
     set_threads(1)
 
 
-def train_and_evaluate(run: Run, *, data: AblationData, recipe: ModelRecipe | NeoXRecipe, tokenizer,
+def train_and_evaluate(run: Run, *, data: AblationData, recipe: Recipe, tokenizer,
                        training: dict[str, Any],
                        folder: Path, resume: bool, eval_batch_size: int, max_new_tokens: int | None) -> dict:
     """One run from a fresh model to its row (without the settings fingerprint); its checkpoints
@@ -208,7 +214,7 @@ def train_and_evaluate(run: Run, *, data: AblationData, recipe: ModelRecipe | Ne
     model = recipe.build(run.positional_encoding, tokenizer, run.seed)
     run_dir = Path(folder) / run.run_id
     train_set, val_set = data.train_val(run.format, run.seed)
-    trainer_class = recipe.trainer_class(run) if hasattr(recipe, "trainer_class") else None
+    trainer_class = recipe.trainer_class(run)
     result = train(model, tokenizer, train_set, val_set, output_dir=run_dir,
                    training={**training, "seed": run.seed}, resume=resume, trainer_class=trainer_class)
     test = data.test[run.format]
@@ -222,7 +228,7 @@ def train_and_evaluate(run: Run, *, data: AblationData, recipe: ModelRecipe | Ne
     return row
 
 
-def run_ablation(runs: Sequence[Run], *, data: AblationData, recipe: ModelRecipe | NeoXRecipe, tokenizer,
+def run_ablation(runs: Sequence[Run], *, data: AblationData, recipe: Recipe, tokenizer,
                  training: dict[str, Any], folder: str | Path, settings: dict[str, Any], resume: bool = True,
                  eval_batch_size: int = 256, max_new_tokens: int | None = None,
                  progress: bool = True, workers: int = 1) -> list[dict]:
@@ -237,7 +243,7 @@ def run_ablation(runs: Sequence[Run], *, data: AblationData, recipe: ModelRecipe
     folder = Path(folder)
     fingerprints = {run.run_id: settings_fingerprint(
         {**settings, "pe_options": resolved_options(run.positional_encoding, recipe.pe_options),
-         **(recipe.arm_settings(run) if hasattr(recipe, "arm_settings") else {})}) for run in runs}
+         **recipe.arm_settings(run)}) for run in runs}
     done, others = read_rows(folder / RUNS_FILE, fingerprints) if resume else ({}, [])
     todo = [run for run in runs if run.run_id not in done]
     log.info("%d runs: %d finished earlier, %d to run", len(runs), len(done), len(todo))

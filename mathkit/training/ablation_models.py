@@ -10,8 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+class Recipe:
+    """What every recipe offers the grid runner besides ``build``: the run's trainer class (None:
+    plain supervised training) and the settings beyond the grid's that make two runs the same."""
+
+    def trainer_class(self, run):
+        return None
+
+    def arm_settings(self, run) -> dict:
+        return {}
+
+
 @dataclass
-class ModelRecipe:
+class ModelRecipe(Recipe):
     """A freshly initialised small decoder: one size and context; options per encoding name."""
 
     size: str
@@ -66,7 +77,7 @@ class DistillationRecipe(ModelRecipe):
 
 
 @dataclass
-class NeoXRecipe:
+class NeoXRecipe(Recipe):
     """A pretrained GPT-NeoX (``base_model``: a hub id such as ``EleutherAI/pythia-410m``, a folder,
     or a random stand-in's name) with every attention layer's rotary embedding replaced by the
     run's encoding (:func:`mathkit.models.neox_positional.swap_positional`) and LoRA on the
