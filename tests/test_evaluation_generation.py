@@ -120,3 +120,39 @@ def test_rows_ended_by_the_rule_count_the_same_tokens_when_pad_is_eos(decisive_m
     static = generate_batched(decisive_model, tok, PROMPTS, decoder="generate", **kw)
     assert any(static.stopped_early) and not all(static.stopped_early)
     assert static.new_tokens == compact.new_tokens and static.completions == compact.completions
+
+
+class _ExternalGreedy:
+    """A model outside torch, as ONNX Runtime or llama.cpp backends are: it decodes a batch
+    itself through ``greedy_rows``; here by running the torch model's own compacting loop."""
+
+    def __init__(self, model):
+        self.inner, self.device, self.calls = model, torch.device("cpu"), 0
+
+    def greedy_rows(self, input_ids, attention_mask, *, max_new_tokens, stop_ids, stopper):
+        from mathkit.evaluation.decoding import greedy_compacting
+
+        self.calls += 1
+        return greedy_compacting(self.inner, input_ids, attention_mask, max_new_tokens=max_new_tokens,
+                                 stop_ids=stop_ids, stopper=stopper)
+
+
+def test_an_external_model_decodes_through_greedy_rows(decisive_model, tok):
+    from mathkit.evaluation.generation import choose_decoder
+
+    external = _ExternalGreedy(decisive_model)
+    stop_ids = stop_token_ids(decisive_model, tok)
+    assert choose_decoder(external, "auto", calculator=False) == "external"
+    with pytest.raises(ValueError, match="outside torch"):
+        choose_decoder(external, "compact", calculator=False)
+    with pytest.raises(ValueError, match="calculator"):
+        choose_decoder(external, "auto", calculator=True)
+    with pytest.raises(ValueError, match="greedy_rows"):
+        choose_decoder(decisive_model, "external", calculator=False)
+    # the wrapper has no stop ids of its own: generate_batched asks the tokenizer, so give it the same
+    external.generation_config = decisive_model.generation_config
+    out = generate_batched(external, tok, PROMPTS, max_new_tokens=12, batch_size=2, progress=False)
+    ref = generate_batched(decisive_model, tok, PROMPTS, max_new_tokens=12, batch_size=2, progress=False)
+    assert out.decoder == "external" and external.calls == 3
+    assert out.completions == ref.completions and out.new_tokens == ref.new_tokens
+    assert stop_ids == stop_token_ids(external, tok)

@@ -9,12 +9,16 @@ On a CPU shared with other busy processes, torch's default of one thread per cor
 times slower than ``torch.set_num_threads(1)`` (measured here under load ~4 on 2 cores: batch 16
 decode 11 vs 70 tokens/s): OpenMP threads that lose their core stall the others at every op.
 
-Two decoders, the same greedy tokens per row: ``"compact"``
+Three decoders, the same greedy tokens per row: ``"compact"``
 (:func:`mathkit.evaluation.decoding.greedy_compacting`: finished rows leave the batch, the default
 for transformers causal LMs) and ``"generate"`` (``model.generate``: every row keeps its slot until
 the longest ends; used with the calculator, whose per-row state needs fixed rows, and for models
-without a ``DynamicCache``). A :class:`~mathkit.evaluation.stopping.StopRule` ends completions at
-stop strings or after their final answer, in both.
+without a ``DynamicCache``), and ``"external"`` for a model that runs outside torch (an ONNX
+Runtime session, llama.cpp) and decodes a batch itself: such a model has
+``greedy_rows(input_ids, attention_mask, *, max_new_tokens, stop_ids, stopper) -> (rows, slots)``,
+the contract of :func:`~mathkit.evaluation.decoding.greedy_compacting`, and a ``device``. A
+:class:`~mathkit.evaluation.stopping.StopRule` ends completions at stop strings or after their
+final answer, in all three.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from mathkit.evaluation.calculator import CalculatorLogitsProcessor
 from mathkit.evaluation.decoding import greedy_compacting, supports_compacting
 from mathkit.evaluation.stopping import RowStopper, StopRule, StopRuleCriteria
 
-DECODERS = ("auto", "compact", "generate")
+DECODERS = ("auto", "compact", "generate", "external")
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +125,21 @@ def _compact_batch(model, tokenizer, enc, *, max_new_tokens: int, stop_ids: list
     return rows, 0, slots
 
 
-_DECODE = {"compact": _compact_batch, "generate": _generate_batch}
+def _external_batch(model, tokenizer, enc, *, max_new_tokens: int, stop_ids: list[int],
+                    calculator: bool, rule: StopRule) -> tuple[list[list[int]], int, int]:
+    """A batch decoded by a model outside torch (module doc: ``greedy_rows``)."""
+    stopper = RowStopper(rule, tokenizer) if rule.active else None
+    rows, slots = model.greedy_rows(enc["input_ids"], enc["attention_mask"], max_new_tokens=max_new_tokens,
+                                    stop_ids=stop_ids, stopper=stopper)
+    return rows, 0, slots
+
+
+_DECODE = {"compact": _compact_batch, "generate": _generate_batch, "external": _external_batch}
+
+
+def is_external(model) -> bool:
+    """A model that decodes outside torch (ONNX Runtime, llama.cpp): it has ``greedy_rows``."""
+    return callable(getattr(model, "greedy_rows", None))
 
 
 def choose_decoder(model, decoder: str, calculator: bool) -> str:
@@ -129,6 +147,15 @@ def choose_decoder(model, decoder: str, calculator: bool) -> str:
     calculator is off."""
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; decoders are {list(DECODERS)}")
+    if is_external(model):
+        if calculator:
+            raise ValueError(f"the calculator runs inside torch's generate; {type(model).__name__} "
+                             "decodes outside torch")
+        if decoder not in ("auto", "external"):
+            raise ValueError(f"{type(model).__name__} decodes outside torch: use decoder='auto' or 'external'")
+        return "external"
+    if decoder == "external":
+        raise ValueError(f"{type(model).__name__} has no greedy_rows: use decoder='auto'")
     if decoder == "compact" and calculator:
         raise ValueError("the calculator needs decoder='generate' (its state is kept per batch row)")
     if decoder == "compact" and not supports_compacting(model):
@@ -165,8 +192,9 @@ def generate_batched(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     rule = stop or StopRule()
     decoder = choose_decoder(model, decoder, calculator)
-    model.eval()
-    device = next(model.parameters()).device
+    if decoder != "external":
+        model.eval()
+    device = model.device if decoder == "external" else next(model.parameters()).device
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
