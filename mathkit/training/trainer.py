@@ -30,6 +30,7 @@ from mathkit.errors import DataError
 from mathkit.memory import track_peak_memory
 from mathkit.training.callbacks import METRICS_FILE, MetricsCallback, SideConfigCallback
 from mathkit.training.config import build_sft_config
+from mathkit.training.distributed import is_main_process, main_process_first
 from mathkit.training.result import TrainResult, finite, last_logged
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def checkpoint_to_resume(output_dir: Path, resume: bool) -> Path | None:
         return found[-1]
     why = "holds a finished run" if resume else "holds an earlier run and resume is off"
     log.warning("%s %s (%s); training starts over", output_dir, why, found[-1].name)
-    remove_checkpoints(output_dir)
+    if is_main_process():  # under accelerate launch the others would race it (see train)
+        remove_checkpoints(output_dir)
     return None
 
 
@@ -147,9 +149,10 @@ def train(model, tokenizer, train_dataset, eval_dataset=None, *, output_dir: str
     train_data, eval_data = as_prompt_completion(train_dataset, "training"), as_prompt_completion(eval_dataset, "evaluation")
     config = build_sft_config(training, output_dir=out, has_eval=eval_data is not None)
     out.mkdir(parents=True, exist_ok=True)
-    resume_from = checkpoint_to_resume(out, resume)
+    with main_process_first():  # the main process cleans up first; the others then decide alike
+        resume_from = checkpoint_to_resume(out, resume)
     metrics_path = Path(metrics_path) if metrics_path else out / METRICS_FILE
-    if resume_from is None:  # a fresh run starts a fresh history; a resumed one continues its own
+    if resume_from is None and is_main_process():  # a fresh run starts a fresh history
         metrics_path.unlink(missing_ok=True)
     metrics = MetricsCallback(metrics_path)
     with quiet_progress_bars():
