@@ -129,9 +129,8 @@ from collections import Counter
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mathkit.data import combine_sources
-from mathkit.data.formatting import format_dataset
-from mathkit.data import splits
+from mathkit.data.eval_groups import draw_eval_groups
+from mathkit.data.training_pool import draw_training_pool, format_training_sets
 from mathkit.evaluation.calculator import calculator_supported
 from mathkit.evaluation.evaluator import evaluate_model
 from mathkit.memory import release_memory, track_peak_memory
@@ -163,25 +162,18 @@ session.show_provenance()
 
 # %% tags=["nbval-check-output"]
 with session.stage("data"):
-    pool, provenance = combine_sources(params.train_sources, seed=params.seed)  # concatenated + shuffled
-    pool = pool.select(range(min(params.n_train + params.n_val, len(pool))))
-    split = pool.train_test_split(test_size=params.n_val, seed=params.seed)
-    train_rows, val_rows = split["train"], split["test"]
-    groups, group_provenance, redrawn = {}, {}, {}
-    for name, specs in params.eval_groups.items():
-        drawn, group_provenance[name] = combine_sources(specs, seed=params.eval_seed)
-        groups[name], redrawn[name] = splits.drop_seen(drawn, pool)
-leaks = splits.group_leaks(pool, groups)
+    training_pool = draw_training_pool(params.train_sources, n_train=params.n_train, n_val=params.n_val,
+                                       seed=params.seed)  # concatenated + shuffled, validation split off
+    pool, provenance = training_pool.pool, training_pool.provenance
+    train_rows, val_rows = training_pool.train, training_pool.validation
+    drawn = draw_eval_groups(params.eval_groups, pool, seed=params.eval_seed)
+groups, group_provenance, redrawn, leaks = drawn.groups, drawn.provenance, drawn.redrawn, drawn.leaks
 for name, rows in {"train": train_rows, "validation": val_rows, **groups}.items():
     session.record_data(name, len(rows))
 print(f"train {len(train_rows)} | validation {len(val_rows)}")
 print("training sources:", dict(sorted(Counter(train_rows["source"]).items())))
-for name, rows in groups.items():
-    print(f"{name}: {len(rows)} problems, {dict(sorted(Counter(rows['source']).items()))}; "
-          f"{redrawn[name]} equal to a training problem (dropped); "
-          f"templates training never saw: {len(leaks['unseen_templates'][name])}")
-print(f"leaks between training and the groups, or between groups: {splits.leak_count(leaks)}")
-assert splits.leak_count(leaks) == 0, leaks
+print("\n".join(drawn.lines()))
+assert drawn.n_leaks == 0, leaks
 
 # %% [markdown]
 # ## Model
@@ -196,14 +188,12 @@ load_kwargs = dict(dtype=params.model_dtype, load_in_4bit=params.load_in_4bit, d
 with session.stage("model"):
     model, tokenizer = load(params.base_model, **load_kwargs)
 session.record_model(describe(params.base_model))
-format_kwargs = dict(style=params.prompt_style, system_prompt=params.system_prompt)
-train_ds = format_dataset(train_rows, tokenizer, **format_kwargs)
-val_ds = format_dataset(val_rows, tokenizer, **format_kwargs)
 max_length = params.training.get("max_length")
+train_ds, val_ds, dropped = format_training_sets(training_pool, tokenizer, style=params.prompt_style,
+                                                 system_prompt=params.system_prompt, max_length=max_length,
+                                                 drop_long=params.drop_long_examples)
 if params.drop_long_examples and max_length:
-    train_ds, n_long = splits.drop_long_examples(train_ds, tokenizer, max_length)
-    val_ds, n_long_val = splits.drop_long_examples(val_ds, tokenizer, max_length)
-    print(f"dropped {n_long} training and {n_long_val} validation examples over {max_length} tokens")
+    print(f"dropped {dropped['train']} training and {dropped['validation']} validation examples over {max_length} tokens")
 print(f"{params.base_model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
       f"tied embeddings: {lora.has_tied_embeddings(model)}")
 

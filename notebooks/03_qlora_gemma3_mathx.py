@@ -152,6 +152,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mathkit.data import combine_sources, mathx, splits
+from mathkit.data.eval_groups import draw_eval_groups
 from mathkit.data.formatting import format_dataset
 from mathkit.evaluation.evaluator import evaluate_model
 from mathkit.memory import release_memory, track_peak_memory
@@ -219,11 +220,8 @@ with session.stage("data"):
     split = rows.train_test_split(test_size=params.n_val, seed=params.seed)
     train_rows, val_rows = split["train"], split["test"]
     seen = pool if pool is not None else rows  # the pool holds GSM templates; streamed rows do not
-    groups, group_provenance, redrawn = {}, {}, {}
-    for name, specs in params.eval_groups.items():
-        drawn, group_provenance[name] = combine_sources(specs, seed=params.eval_seed)
-        groups[name], redrawn[name] = splits.drop_seen(drawn, seen)
-leaks = splits.group_leaks(seen, groups)
+    drawn = draw_eval_groups(params.eval_groups, seen, seed=params.eval_seed)
+groups, group_provenance, redrawn, leaks = drawn.groups, drawn.provenance, drawn.redrawn, drawn.leaks
 for name, rows_ in {"train": train_rows, "validation": val_rows, **groups}.items():
     session.record_data(name, len(rows_))
 print(f"streamed {len(rows)} MathX-shaped rows from {source if pool is None else source.name}: "
@@ -231,12 +229,8 @@ print(f"streamed {len(rows)} MathX-shaped rows from {source if pool is None else
 if pool is not None:
     origin = dict(zip(pool["problem"], pool["source"]))
     print("rendered from:", dict(sorted(Counter(origin[p] for p in rows["problem"]).items())))
-for name, rows_ in groups.items():
-    print(f"{name}: {len(rows_)} problems, {dict(sorted(Counter(rows_['source']).items()))}; "
-          f"{redrawn[name]} equal to a training problem (dropped); "
-          f"templates training never saw: {len(leaks['unseen_templates'][name])}")
-print(f"leaks between training and the groups, or between groups: {splits.leak_count(leaks)}")
-assert splits.leak_count(leaks) == 0, leaks
+print("\n".join(drawn.lines()))
+assert drawn.n_leaks == 0, leaks
 
 # %% [markdown]
 # ## Tokenizer and prompts

@@ -25,8 +25,13 @@
 # the same data and the same number of steps, and tests all of them on the same additions of
 # 1..2N digits.
 #
+# A second experiment does the same for a language model (`language_model` parameters): a student
+# made of a subset of SmolLM2-135M-Instruct's layers (DistilBERT's initialisation), fine-tuned on
+# GSM-style solutions with cross-entropy only and with the teacher's distribution, compared with
+# each other and with the teacher on held-out perplexity, accuracy, size and speed.
+#
 # Stages: setup → parameters → provenance → data → tokenizer → teachers → student → arms (train and
-# evaluate every run) → results → charts → save → conclusion.
+# evaluate every run) → results → charts → language-model students → save → conclusion.
 
 # %% tags=["nbval-skip"]
 # Setup on Kaggle or Colab; locally this cell does nothing. mathkit is installed from a source you
@@ -94,6 +99,7 @@ workers = 1
 eval_batch_size = 256
 max_new_tokens = 0
 n_samples_shown = 5
+language_model = None
 
 # %% [markdown]
 # ## Provenance
@@ -101,26 +107,37 @@ n_samples_shown = 5
 
 # %%
 import logging
+from dataclasses import replace
 
 import pandas as pd
 from IPython.display import Markdown, display
 
+from mathkit.data import format_dataset
 from mathkit.data.arithmetic import check_fits
+from mathkit.data.eval_groups import draw_eval_groups
+from mathkit.data.training_pool import draw_training_pool, format_training_sets
+from mathkit.env import resolve_output_dir, set_threads
+from mathkit.errors import DataError
 from mathkit.evaluation.arithmetic_scoring import ArithmeticScorer
-from mathkit.evaluation.evaluator import evaluate_model
-from mathkit.evaluation.metrics import accuracy_summary
+from mathkit.evaluation.evaluator import evaluate_model, prompt_has_bos
+from mathkit.evaluation.metrics import accuracy_summary, perplexity
 from mathkit.jsonl import read_jsonl, write_jsonl
 from mathkit.models import load
+from mathkit.models.architectures import architecture
 from mathkit.models.char_tokenizer import build_char_tokenizer
+from mathkit.models.layer_subset import spread
+from mathkit.models.memory_estimate import estimate
 from mathkit.params.distillation import DistillationParams
 from mathkit.reporting.ablation_charts import plot_accuracy_vs_length, plot_learning_curves
 from mathkit.reporting.ablation_summary import aggregate, learning_curves, spread_text
 from mathkit.reporting.conclusion import conclusion_markdown
+from mathkit.reporting import comparison, layer_student_summary as lm_summary
 from mathkit.reporting.distillation_summary import distillation_headline, distillation_sentences
 from mathkit.reporting.results import save_figure, save_results
 from mathkit.session import start
 from mathkit.training.ablation import RUNS_FILE, Run, build_data, length_groups, run_ablation
 from mathkit.training.ablation_models import DistillationRecipe
+from mathkit.training.layer_students import train_layer_student
 from mathkit.training.teachers import checkpoint_folder, train_teacher
 
 logging.basicConfig(level=logging.WARNING)
@@ -284,16 +301,144 @@ for arm in params.arms:
 pd.DataFrame(list(samples.values()))
 
 # %% [markdown]
+# ## Experiment 2: a student cut from a language model
+# The teacher is a language model (SmolLM2-135M-Instruct here, with notebook 02's LoRA adapter
+# merged in where that folder exists: a fresh clone has none, and then the base model teaches).
+# The student keeps some of its layers, spread evenly over the depth, with the teacher's
+# embeddings, final norm and head (DistilBERT's initialisation). Two students start from that
+# same copy and train on the same GSM-style solutions for the same steps: one on the labels alone
+# (cross-entropy), one with the distillation loss (the teacher's next-token distribution as well).
+# Training problems come from notebook 02's training templates; the evaluation groups are drawn
+# apart from them (with another seed, problems equal to a training problem dropped, leaks checked).
+
+# %% tags=["nbval-check-output"]
+lm = params.language_model
+lm_models, lm_rows, lm_numbers = {}, [], None
+if lm is None:
+    print("language_model is not set: experiment 2 is skipped")
+else:
+    if lm.threads:
+        set_threads(lm.threads)
+    adapter = resolve_output_dir(lm.adapter) if lm.adapter else None
+    has_adapter = adapter is not None and (adapter / "adapter_config.json").is_file()
+    if lm.require_adapter and not has_adapter:
+        raise DataError(f"no adapter at {lm.adapter}: run notebook 02 first (`python -m mathkit run 02 --profile cpu`) "
+                        "or set language_model.require_adapter: false")
+    with session.stage("language model: data"):
+        lm_pool = draw_training_pool(lm.train_sources, n_train=lm.n_train, n_val=lm.n_val, seed=params.seed)
+        lm_drawn = draw_eval_groups(lm.eval_groups, lm_pool.drawn, seed=lm.eval_seed)  # apart from all the teacher saw
+    print(f"train {len(lm_pool.train)} | validation {len(lm_pool.validation)}")
+    print("\n".join(lm_drawn.lines()))
+    assert lm_drawn.n_leaks == 0, lm_drawn.leaks
+    teacher_arch = architecture(lm.teacher)
+    lm_layers = spread(teacher_arch.layers, lm.student_layers)
+    seq = lm.training["max_length"]
+    print(estimate(teacher_arch, "inference", seq_len=seq, batch=lm.eval_batch_size, device="cpu").table())
+    print(estimate(replace(teacher_arch, layers=len(lm_layers), name=f"{lm.student_layers}-layer student"), "full",
+                   seq_len=seq, batch=lm.training["per_device_train_batch_size"], device="cpu").table())
+    print(f"teacher: {lm.teacher}" + (f" + adapter {lm.adapter} (merged)" if has_adapter else
+                                      " (no adapter: the base model teaches)"))
+    print(f"student layers: {lm_layers} of {teacher_arch.layers}")
+
+# %% [markdown]
+# Load the teacher, format the data with its chat template (notebook 02's prompt style), then train
+# the two students with `mathkit.training.train`: plain supervised fine-tuning, and the same with
+# the distillation trainer. Each student is saved under the checkpoint folder
+# (`lm/<student>/model`), which `python -m mathkit generate --checkpoint` takes.
+
+# %%
+if lm is not None:
+    with session.stage("language model: teacher"):
+        lm_teacher, lm_tokenizer = load(lm.teacher, adapter=str(adapter) if has_adapter else None, merge=has_adapter)
+    session.record_model({"name": f"language-model teacher {lm.teacher}" + (" + notebook 02's adapter" if has_adapter else ""),
+                          "parameters": sum(p.numel() for p in lm_teacher.parameters())})
+    fmt = dict(style=lm.prompt_style, system_prompt=lm.system_prompt)
+    lm_train, lm_val, lm_dropped = format_training_sets(lm_pool, lm_tokenizer, max_length=seq, **fmt)
+    print(f"dropped {lm_dropped['train']} training and {lm_dropped['validation']} validation examples over {seq} tokens")
+    lm_settings = {"teacher": lm.teacher, "adapter": lm.adapter if has_adapter else None, "seed": params.seed,
+                   "train_sources": lm.train_sources, "n_train": lm.n_train, "n_val": lm.n_val, **fmt}
+    students = {"student_ce": None, "student_kd": lm.distillation}
+    lm_students, lm_train_numbers = {}, {}
+    with session.stage("language model: students"):
+        for name, distill in students.items():
+            lm_students[name], lm_train_numbers[name] = train_layer_student(
+                lm_teacher, lm_tokenizer, lm_layers, lm_train, lm_val, training={**lm.training, "seed": params.seed},
+                distillation=distill, folder=folder / "lm" / name, settings=lm_settings, resume=params.resume)
+    display(pd.DataFrame([{"student": name, "loss": "cross-entropy" if d is None else
+                           f"cross-entropy + {d['kd']} KL (T={d['temperature']:g}, weight {d['kd_weight']:g})",
+                           "steps": lm_train_numbers[name]["global_step"],
+                           "final train loss": lm_train_numbers[name]["final_train_loss"]}
+                          for name, d in students.items()]).round(4))
+
+# %% [markdown]
+# Every model on the same evaluation groups (greedy, the same prompts and batches), and the
+# perplexity of the held-out solutions given their prompts (the completion tokens only, as the
+# training loss counts them).
+
+# %%
+if lm is not None:
+    held = format_dataset(lm_drawn.groups[lm.perplexity_group], lm_tokenizer, **fmt)
+    ppl_kwargs = dict(prompts=list(held["prompt"]), batch_size=lm.eval_batch_size,
+                      add_special_tokens=not prompt_has_bos(lm_tokenizer, list(held["prompt"])))
+    held_texts = [p + c for p, c in zip(held["prompt"], held["completion"])]
+    with session.stage("language model: evaluation"):
+        for name, model in {"teacher": lm_teacher, **lm_students}.items():
+            evals = {g: evaluate_model(model, lm_tokenizer, rows, style=lm.prompt_style, system_prompt=lm.system_prompt,
+                                       batch_size=lm.eval_batch_size, max_new_tokens=lm.max_new_tokens, progress=False,
+                                       records_path=out / "records" / f"lm_{name}_{g}.jsonl")
+                     for g, rows in lm_drawn.groups.items()}
+            lm_models[name] = {"parameters": sum(p.numel() for p in model.parameters()), "evals": evals,
+                               "perplexity": perplexity(model, lm_tokenizer, held_texts, **ppl_kwargs)}
+    lm_rows = lm_summary.model_rows(lm_models, "teacher")
+    display(pd.DataFrame(lm_rows))
+
+# %% [markdown]
+# The two students, paired problem by problem on each group (cross-entropy only → distilled):
+
+# %%
+if lm is not None:
+    lm_paired = [comparison.group_row(g, lm_models["student_ce"]["evals"][g], lm_models["student_kd"]["evals"][g])
+                 for g in lm_drawn.groups]
+    display(Markdown(comparison.groups_markdown(lm_paired, ("cross-entropy only", "distilled"), calculator=False)))
+    lm_numbers = {"teacher": lm.teacher, "adapter": lm.adapter if has_adapter else None, "student_layers": lm_layers,
+                  "models": {name: {"parameters": m["parameters"],
+                                    "perplexity": {k: v for k, v in m["perplexity"].items() if k != "per_text_loss"},
+                                    "groups": {g: e.summary for g, e in m["evals"].items()},
+                                    "generation_tokens_per_s": lm_summary.generation_speed(m["evals"]),
+                                    "train": lm_train_numbers.get(name)}
+                             for name, m in lm_models.items()},
+                  "paired_groups": comparison.groups_headline(lm_paired),
+                  "paired_losses": lm_summary.paired_losses(lm_models["student_kd"]["perplexity"],
+                                                            lm_models["student_ce"]["perplexity"]),
+                  "data": {"provenance": lm_pool.provenance, "groups": lm_drawn.provenance, "redrawn": lm_drawn.redrawn}}
+
+# %% [markdown]
+# A few held-out answers of each model:
+
+# %% tags=["nbval-check-output"]
+if lm is not None:
+    g = lm.perplexity_group
+    shown = [{"problem": r["problem"][:120], "gold": r["answer"],
+              **{name: m["evals"][g].records[i].get("extracted") for name, m in lm_models.items()}}
+             for i, r in enumerate(lm_drawn.groups[g].select(range(min(params.n_samples_shown, len(lm_drawn.groups[g])))))]
+    display(pd.DataFrame(shown))
+
+# %% [markdown]
 # ## Report
 # `results.json`: per arm and group the mean exact match over seeds (min, max, std, n per seed),
 # each distilled arm's per-seed differences to the from-scratch arm, the teachers' numbers, every
-# aggregate, the parameters and the provenance. `runs.jsonl` beside it holds one row per run.
+# aggregate, the language-model experiment's numbers, the parameters and the provenance.
+# `runs.jsonl` beside it holds one row per run.
 
 # %% tags=["nbval-check-output"]
 numbers = distillation_headline(agg, arm_specs, baseline)
+if lm_numbers is not None:
+    numbers["language_model"] = {name: {"held_out_perplexity": round(m["perplexity"]["perplexity"], 4),
+                                        "parameters": m["parameters"]} for name, m in lm_models.items()}
 save_results(out, notebook="05_distillation", params=params, provenance=session.provenance(), headline=numbers,
              metrics={"aggregate": agg, "teachers": teacher_numbers, "learning_curves": curves,
-                      "student_parameters": n_student, "runs": len(rows), "runs_file": RUNS_FILE})
+                      "student_parameters": n_student, "runs": len(rows), "runs_file": RUNS_FILE,
+                      "language_model": lm_numbers})
 {k: numbers[k] for k in ("best_arm",)}
 
 # %% [markdown]
@@ -301,5 +446,9 @@ save_results(out, notebook="05_distillation", params=params, provenance=session.
 # Written from the numbers above when the notebook runs.
 
 # %% tags=["nbval-check-output"]
-display(Markdown(conclusion_markdown(distillation_sentences(agg, arm_specs, baseline, teacher_numbers))))
+lm_sentences = [] if lm is None else [
+    lm_summary.perplexity_sentence("student_kd", lm_models["student_kd"], "student_ce", lm_models["student_ce"]),
+    lm_summary.accuracy_sentence(lm_models, list(lm_models)),
+    lm_summary.cost_sentence(lm_models, "teacher", ["student_ce", "student_kd"])]
+display(Markdown(conclusion_markdown(distillation_sentences(agg, arm_specs, baseline, teacher_numbers) + lm_sentences)))
 session.show_provenance()  # completes the table at the top: stage times, model, data sizes

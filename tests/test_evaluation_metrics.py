@@ -108,6 +108,27 @@ def test_perplexity_matches_the_model_loss_and_ignores_batching():
         perplexity(model, tok, [])
 
 
+def test_perplexity_of_completions_scores_only_the_tokens_after_each_prompt():
+    model, tok = _tiny_lm_and_tokenizer()
+    prompts, completions = ["12+34=", "7*8="], ["46<end>", "56<end>"]
+    texts = [p + c for p, c in zip(prompts, completions)]
+    got = perplexity(model, tok, texts, prompts=prompts, batch_size=2, add_special_tokens=False)
+    assert got["n_tokens"] == sum(len(tok(c, add_special_tokens=False)["input_ids"]) for c in completions)
+    ids = tok(texts[0], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    labels = ids.clone()
+    labels[0, :len(prompts[0])] = -100  # one token per character: the prompt's tokens are context
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=labels).loss.item()
+    assert perplexity(model, tok, texts[:1], prompts=prompts[:1], add_special_tokens=False)["mean_loss"] == \
+        pytest.approx(loss, rel=1e-5)
+    assert got["per_text_loss"][0] == pytest.approx(loss, rel=1e-5) and len(got["per_text_loss"]) == 2
+    assert got["mean_loss"] != pytest.approx(perplexity(model, tok, texts, add_special_tokens=False)["mean_loss"])
+    with pytest.raises(ValueError, match="begin with its prompt"):
+        perplexity(model, tok, texts, prompts=["99+", "7*8="], add_special_tokens=False)
+    with pytest.raises(ValueError, match="prompts for"):
+        perplexity(model, tok, texts, prompts=prompts[:1], add_special_tokens=False)
+
+
 def test_accuracy_by_a_field_or_a_function():
     records = [{"g": "a", "correct": True}, {"g": "b", "correct": False}, {"g": None, "correct": True},
                {"g": "a", "correct": None}]  # ungraded: left out

@@ -73,6 +73,14 @@ def check_distillation(folder):
     assert set(results["metrics"]["teachers"]) == set(p.teachers)
     assert all(len(curve) == 2 for curve in results["metrics"]["learning_curves"].values())
     assert (folder / "learning_curves.png").is_file()
+    lm = results["metrics"]["language_model"]  # experiment 2: teacher and two layer-subset students
+    assert set(lm["models"]) == {"teacher", "student_ce", "student_kd"} and lm["student_layers"] == [0, 29]
+    students = [lm["models"][s] for s in ("student_ce", "student_kd")]
+    assert all(m["parameters"] < lm["models"]["teacher"]["parameters"] and m["train"]["global_step"] == 2
+               for m in students)
+    assert students[0]["perplexity"] != students[1]["perplexity"]  # two losses: two different students
+    assert set(lm["paired_groups"]) == set(p.language_model.eval_groups)
+    assert set(headline["language_model"]) == {"teacher", "student_ce", "student_kd"}
 
 
 EXTRA_CHECKS = {"03_qlora_gemma3_mathx": check_qlora_gemma3,  # what a notebook's smoke run must also hold

@@ -143,23 +143,43 @@ def perplexity_from_loss(mean_loss: float) -> float:
     return math.exp(mean_loss) if mean_loss < 700 else math.inf
 
 
+def _prompt_lengths(tokenizer, texts: list[str], prompts: list[str], add_special_tokens: bool) -> list[int]:
+    """Tokens of each prompt inside its text; the text's tokens must begin with the prompt's own."""
+    if len(prompts) != len(texts):
+        raise ValueError(f"{len(prompts)} prompts for {len(texts)} texts")
+    lengths = []
+    for i, (text, prompt) in enumerate(zip(texts, prompts)):
+        if not text.startswith(prompt):
+            raise ValueError(f"text {i} does not begin with its prompt")
+        p_ids = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
+        t_ids = tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+        if t_ids[:len(p_ids)] != p_ids:
+            raise ValueError(f"text {i}: its tokens do not begin with its prompt's tokens (the boundary merges)")
+        lengths.append(len(p_ids))
+    return lengths
+
+
 def perplexity(model, tokenizer, texts: list[str], *, batch_size: int = 8,
-               max_length: int | None = None, add_special_tokens: bool = True) -> dict:
+               max_length: int | None = None, add_special_tokens: bool = True,
+               prompts: list[str] | None = None) -> dict:
     """Token-weighted perplexity of ``model`` on ``texts``: ``{"perplexity", "mean_loss",
-    "n_tokens"}``. Each text is scored on its own (right padding masked out), so batch size
-    does not change the result; texts longer than ``max_length`` tokens are truncated."""
+    "n_tokens", "per_text_loss"}`` (the last: each text's mean token loss, for paired comparisons). Each text is scored on its own (right padding masked out), so batch size
+    does not change the result; texts longer than ``max_length`` tokens are truncated.
+    ``prompts``: each text's prompt (a prefix of it), whose tokens are context, not scored: the
+    perplexity of the completions given their prompts, as training's loss on completions."""
     import torch
     import torch.nn.functional as F
 
     if not texts:
         raise ValueError("perplexity needs at least one text")
+    skip = _prompt_lengths(tokenizer, texts, prompts, add_special_tokens) if prompts is not None else None
     model.eval()
     device = next(model.parameters()).device
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "right"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    total_loss, total_tokens = 0.0, 0
+    total_loss, total_tokens, per_text = 0.0, 0, []
     try:
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
@@ -171,16 +191,21 @@ def perplexity(model, tokenizer, texts: list[str], *, batch_size: int = 8,
                                attention_mask=enc["attention_mask"]).logits[:, :-1].float()
                 target = enc["input_ids"][:, 1:]
                 mask = enc["attention_mask"][:, 1:].bool()
+                if skip is not None:  # target j is token j + 1: the prompt's tokens are not targets
+                    cut = torch.tensor(skip[start:start + batch_size], device=device) - 1
+                    mask &= torch.arange(mask.shape[1], device=device)[None, :] >= cut[:, None]
                 loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
                                        reduction="none").view_as(target)
                 total_loss += float(loss[mask].sum())
                 total_tokens += int(mask.sum())
+                per_text += [(float(l[m].sum()), int(m.sum())) for l, m in zip(loss, mask)]
     finally:
         tokenizer.padding_side = old_side
     if total_tokens == 0:
         raise ValueError("the texts hold no predictable tokens (each needs at least two)")
     mean = total_loss / total_tokens
-    return {"perplexity": perplexity_from_loss(mean), "mean_loss": mean, "n_tokens": total_tokens}
+    return {"perplexity": perplexity_from_loss(mean), "mean_loss": mean, "n_tokens": total_tokens,
+            "per_text_loss": [l / n if n else None for l, n in per_text]}
 
 
 def mcnemar_exact(fixed: int, broken: int) -> float:

@@ -7,6 +7,11 @@ trained from scratch on the labels). Teachers are saved arithmetic models (``che
 notebook 01's) or are trained here first (``train: true``, with ``teacher_training``). The
 defaults are the notebook's quick CPU values; ``params/05_distillation/*.yaml`` change only what
 differs. YAML note: write floats with a dot (``1.0e-3``).
+
+``language_model`` (optional) is the second experiment: a language model as the teacher (by default
+SmolLM2-135M-Instruct with notebook 02's adapter where that folder exists) and a student made of a
+subset of its layers, trained on GSM-style data twice from the same initialisation, with
+cross-entropy only and with the distillation loss, and evaluated on notebook 02's kind of groups.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mathkit.params.arithmetic_cot import DEFAULT_TRAINING as ARITHMETIC_TRAINING
+from mathkit.params.lora_sft import check_eval_groups, check_source_specs
 from mathkit.params.pe_ablation import MAX_DIGITS, known_encodings, unique
 from mathkit.params.training import TrainingParams
 
@@ -70,6 +76,79 @@ class ArmSpec(BaseModel):
         return DistillationConfig.from_dict(block).as_dict() if info.data.get("teachers") else {}
 
 
+# The language-model students' training: full fine-tuning of a layer subset (every weight is
+# trained; the cut model has to heal), TRL SFTConfig fields over mathkit.training.config's defaults.
+DEFAULT_LM_TRAINING: dict[str, Any] = {
+    "max_steps": 2, "learning_rate": 1.0e-4, "warmup_steps": 0.1, "weight_decay": 0.01,
+    "per_device_train_batch_size": 2, "per_device_eval_batch_size": 8, "gradient_accumulation_steps": 1,
+    "max_length": 384, "bf16": False, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
+    "load_best_model_at_end": False,
+}
+
+
+class LanguageModelSpec(BaseModel):
+    """Experiment 2: a layer-subset student of a language model, distilled vs cross-entropy only."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    teacher: str = "smollm2-135m-instruct"  # an alias, a folder or a hub id
+    # A LoRA adapter merged into the teacher where the folder exists (notebook 02's, which a fresh
+    # clone lacks: it is not committed); otherwise the base model teaches, and the report says so.
+    adapter: str = "reports/02_lora_sft/adapter"
+    require_adapter: bool = False           # True: fail instead of teaching with the base model
+    student_layers: int = Field(2, ge=1)    # kept layers, spread evenly over the teacher's depth
+    prompt_style: Literal["gsm8k", "think", "plain"] = "gsm8k"  # notebook 02's training style
+    system_prompt: str | None = None
+    train_sources: list[dict[str, Any]] = Field(default_factory=lambda: [
+        {"name": "gsm_symbolic", "split": "train", "n": 8}], min_length=1)
+    n_train: int = Field(6, gt=0)
+    n_val: int = Field(2, gt=0)
+    eval_groups: dict[str, list[dict[str, Any]]] = Field(default_factory=lambda: {
+        "in_template": [{"name": "gsm_symbolic", "split": "train", "n": 2}],
+        "held_out": [{"name": "gsm8k_originals", "split": "test", "n": 2}],
+        "arithmetic": [{"name": "arithmetic", "split": "test", "n": 2}]})
+    eval_seed: int = 1
+    perplexity_group: str = "held_out"      # the held-out solutions whose perplexity is compared
+    distillation: dict[str, Any] = Field(default_factory=lambda: {"kd": "forward", "temperature": 1.0})
+    training: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_LM_TRAINING))
+    eval_batch_size: int = Field(8, gt=0)
+    max_new_tokens: int = Field(16, gt=0)
+    threads: int = Field(0, ge=0, le=256)   # torch threads for this part (0: leave as they are)
+
+    @field_validator("train_sources")
+    @classmethod
+    def _sources(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        check_source_specs(value)
+        return value
+
+    @field_validator("eval_groups")
+    @classmethod
+    def _groups(cls, value: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        return check_eval_groups(value)
+
+    @field_validator("perplexity_group")
+    @classmethod
+    def _perplexity_group(cls, value: str, info: ValidationInfo) -> str:
+        groups = info.data.get("eval_groups") or {}
+        if value not in groups:
+            raise ValueError(f"perplexity_group {value!r} is not one of the eval_groups {sorted(groups)}")
+        return value
+
+    @field_validator("distillation")
+    @classmethod
+    def _loss(cls, block: dict[str, Any]) -> dict[str, Any]:
+        from mathkit.training.distillation import DistillationConfig  # imports torch and trl
+
+        return DistillationConfig.from_dict(block).as_dict()
+
+    @field_validator("training")
+    @classmethod
+    def _training(cls, block: dict[str, Any]) -> dict[str, Any]:
+        from mathkit.training.config import check_training
+
+        return check_training({**DEFAULT_LM_TRAINING, **block})
+
+
 class DistillationParams(TrainingParams):
     """Teachers, student, arms, data, training and evaluation of the distillation notebook."""
 
@@ -100,6 +179,7 @@ class DistillationParams(TrainingParams):
     eval_batch_size: int = Field(256, gt=0)
     max_new_tokens: int = Field(0, ge=0)  # 0: long enough for the longest test completion
     n_samples_shown: int = Field(5, ge=0)
+    language_model: LanguageModelSpec | None = None  # experiment 2 (None: arithmetic only)
 
     @field_validator("teacher_training")
     @classmethod

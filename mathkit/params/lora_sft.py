@@ -92,6 +92,20 @@ def check_source_specs(specs: list[dict[str, Any]], where: str = "") -> None:
             raise ValueError(f"{where}entry {i} ({spec['name']}): n must be a positive integer, got {n!r}")
 
 
+def check_eval_groups(value: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Raise ValueError unless ``value`` names evaluation groups (name -> source specs) well."""
+    if not value:
+        raise ValueError("name at least one evaluation group, e.g. held_out: [{name: gsm8k_originals, split: test}]")
+    for name, specs in value.items():
+        if not GROUP_NAME.fullmatch(name):
+            raise ValueError(f"group name {name!r}: use lower-case letters, digits and _ (it is a "
+                             "results.json key and a records file name)")
+        if not specs:
+            raise ValueError(f"group {name!r} has no source")
+        check_source_specs(specs, where=f"group {name!r} ")
+    return value
+
+
 class LoraSftParams(TrainingParams):
     """Model, data, LoRA, training and evaluation settings of the LoRA SFT notebook."""
 
@@ -213,16 +227,7 @@ class LoraSftParams(TrainingParams):
     @field_validator("eval_groups")
     @classmethod
     def _groups(cls, value: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-        if not value:
-            raise ValueError("name at least one evaluation group, e.g. held_out: [{name: gsm8k_originals, split: test}]")
-        for name, specs in value.items():
-            if not GROUP_NAME.fullmatch(name):
-                raise ValueError(f"group name {name!r}: use lower-case letters, digits and _ (it is a "
-                                 "results.json key and a records file name)")
-            if not specs:
-                raise ValueError(f"group {name!r} has no source")
-            check_source_specs(specs, where=f"group {name!r} ")
-        return value
+        return check_eval_groups(value)
 
     @field_validator("eval_seed")
     @classmethod

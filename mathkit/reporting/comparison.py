@@ -296,17 +296,20 @@ def group_row(name: str, base, tuned, calculator=None) -> dict:
     return row
 
 
-def groups_markdown(rows: list[dict]) -> str:
+def groups_markdown(rows: list[dict], labels: tuple[str, str] = LABELS, *, calculator: bool = True) -> str:
     """The :func:`group_row` rows as a Markdown table: each arm's accuracy [95% CI], the paired
-    change (fixed / broken, exact McNemar p) and the calculator arm."""
-    lines = ["| group | n | base | fine-tuned | change | fixed / broken | McNemar p | fine-tuned + calculator |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    change (fixed / broken, exact McNemar p) and, with ``calculator``, the calculator arm."""
+    head = f"| group | n | {labels[0]} | {labels[1]} | change | fixed / broken | McNemar p |"
+    lines = [head + (f" {labels[1]} + calculator |" if calculator else ""),
+             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if calculator else "")]
     for r in rows:
         p = r["paired"]
-        calc = "–" if r["calculator"] is None else f"{_pct(r['calculator'])}{_ci(r['calculator'])}"
-        lines.append(f"| {r['group']} | {_n(r)} | {_pct(r['before'])}{_ci(r['before'])} | "
-                     f"{_pct(r['after'])}{_ci(r['after'])} | {r['delta_pp']:+.1f} pp | "
-                     f"{p['n_fixed']} / {p['n_broken']} | {p['mcnemar_p']:.3g} | {calc} |")
+        line = (f"| {r['group']} | {_n(r)} | {_pct(r['before'])}{_ci(r['before'])} | "
+                f"{_pct(r['after'])}{_ci(r['after'])} | {r['delta_pp']:+.1f} pp | "
+                f"{p['n_fixed']} / {p['n_broken']} | {p['mcnemar_p']:.3g} |")
+        if calculator:
+            line += " – |" if r["calculator"] is None else f" {_pct(r['calculator'])}{_ci(r['calculator'])} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
