@@ -1,4 +1,4 @@
-"""``python -m mathkit <command>``: run notebooks, solve/chat with an arithmetic model, evaluate, generate.
+"""``python -m mathkit <command>``: run notebooks, solve/chat with an arithmetic model, evaluate, generate, export.
 
 Each command lives in its own module that exposes ``register(subparsers)``; the parser it adds
 sets ``func`` to a callable taking the parsed arguments and returning an exit code. Errors of
@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "mathkit.cli.solve",     # solve, chat
     "mathkit.cli.evaluate",  # evaluate
     "mathkit.cli.generate",  # generate
+    "mathkit.cli.export",    # export
+    "mathkit.cli.train",     # train (also under accelerate launch)
 )
 
 
