@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from mathkit.cli.notebook_registry import NotebookSpec
-from mathkit.reporting.index import format_value, write_index
+from mathkit.reporting.index import format_value, headline_text, write_index
 
 
 def test_format_value():
@@ -106,3 +106,11 @@ def test_a_headline_with_arms_shows_each_arm():
                                                  "tuned 20.00% [13.30, 28.90] (n=100)")
     assert headline_text("in_template", arms) == ("in_template: base 1/100 = 1.00% [0.20, 5.40], "
                                                   "tuned 20/100 = 20.00% [13.30, 28.90]")
+
+
+def test_a_seed_mean_reads_as_a_mean_with_its_range_not_as_a_count():
+    mean = {"value": 0.8034, "n": 139, "min": 0.6547, "max": 0.9784, "std": 0.13, "n_seeds": 3}
+    assert headline_text("in_distribution", {"scratch": mean}) == \
+        "in_distribution: scratch 80.34% (mean of 3 seeds, 65.47-97.84; n=139 each)"
+    assert "/" not in format_value(mean)
+    assert format_value([-0.468, 0.122], "vs_baseline_in_distribution") == "[-46.8, +12.2] pp"

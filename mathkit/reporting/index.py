@@ -20,6 +20,8 @@ def format_value(value, key: str = "") -> str:
     100.00); a fraction named like an accuracy (``token_accuracy: 0.999984``) as a percentage;
     other floats with two decimals (three significant digits below 1); integers with separators.
     """
+    if isinstance(value, dict) and "n_seeds" in value:  # a mean over seeds, not one model's count
+        return seed_mean_text(value)
     if isinstance(value, dict) and "value" in value:
         v, n, ci = value["value"], value.get("n"), value.get("ci95")
         text = f"{percent(v)}%" if isinstance(v, float) and 0 <= v <= 1 else format_value(v)
@@ -30,6 +32,10 @@ def format_value(value, key: str = "") -> str:
         return text
     if isinstance(value, dict):  # e.g. {"base": {...}, "tuned": {...}}: one entry per arm
         return ", ".join(f"{k} {format_value(v, key)}" for k, v in value.items())
+    if isinstance(value, list) and value and all(isinstance(v, float) for v in value):
+        if key.startswith("vs_baseline"):  # differences of accuracies, per seed
+            return "[" + ", ".join(f"{100 * v:+.1f}" for v in value) + "] pp"
+        return "[" + ", ".join(format_value(v, key) for v in value) + "]"
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, int):
@@ -39,6 +45,14 @@ def format_value(value, key: str = "") -> str:
             return f"{percent(value)}%"
         return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
     return str(value)
+
+
+def seed_mean_text(value: dict) -> str:
+    """``80.34% (mean of 3 seeds, 65.47-97.84; n=139 each)``: a seed mean with its range."""
+    text = f"{percent(value['value'])}% (mean of {value['n_seeds']} seeds"
+    if value.get("min") is not None and value.get("max") is not None:
+        text += f", {percent(value['min'])}-{percent(value['max'])}"
+    return text + (f"; n={value['n']:,} each)" if value.get("n") is not None else ")")
 
 
 def where_it_ran(results: dict) -> str:
@@ -96,10 +110,13 @@ README_END = "<!-- end of headline numbers -->"
 
 def headline_text(key: str, value) -> str:
     """``key: 2/100 = 2.00% [0.55, 7.00]`` for an accuracy, else the index's formatting."""
+    def text(v: dict) -> str:
+        return seed_mean_text(v) if "n_seeds" in v else accuracy_text(v)
+
     if isinstance(value, dict) and "value" in value and value.get("n") is not None:
-        return f"{key}: {accuracy_text(value)}"
-    if isinstance(value, dict) and all(isinstance(v, dict) and "value" in v for v in value.values()):
-        return f"{key}: " + ", ".join(f"{arm} {accuracy_text(v)}" for arm, v in value.items())
+        return f"{key}: {text(value)}"
+    if isinstance(value, dict) and value and all(isinstance(v, dict) and "value" in v for v in value.values()):
+        return f"{key}: " + ", ".join(f"{arm} {text(v)}" for arm, v in value.items())
     return f"{key}: {format_value(value, key)}"
 
 
