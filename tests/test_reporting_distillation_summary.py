@@ -76,3 +76,16 @@ def test_when_the_target_is_missed_the_fit_of_the_labels_says_why():
     for row in rows:
         row["perplexity"] = 1.0
     assert fit_sentence(aggregate(rows, by="arm")["cot"], arms, "scratch") is None
+
+
+def test_an_arm_ahead_of_the_baseline_is_not_named_among_those_behind():
+    from mathkit.reporting.distillation_summary import fit_sentence
+
+    t1 = {"kd": "forward", "kd_weight": 1.0, "temperature": 1.0, "ce_weight": 1.0}
+    arms = {"scratch": {"teachers": []}, "kd_t2": {"teachers": ["t"], "distillation": {**t1, "temperature": 2.0}},
+            "kd_t1": {"teachers": ["t"], "distillation": t1}}
+    rows = arm_rows({"scratch": [0.8, 0.8], "kd_t2": [0.5, 0.6], "kd_t1": [0.85, 0.8]})
+    for row in rows:  # kd_t1 fits the labels a hair worse but is not behind
+        row["perplexity"] = {"scratch": 1.0551, "kd_t2": 1.2, "kd_t1": 1.0554}[row["arm"]]
+    sentence = fit_sentence(aggregate(rows, by="arm")["cot"], arms, "scratch")
+    assert "kd_t2 1.200" in sentence and "kd_t1" not in sentence

@@ -75,7 +75,9 @@ def fit_sentence(agg: Mapping[str, dict], arms: Mapping[str, dict], baseline: st
     distilled = [a for a in agg if arms[a].get("teachers") and agg[a].get("perplexity")]
     if not base or not distilled:
         return None
-    worse = [a for a in distilled if agg[a]["perplexity"]["mean"] > base["mean"]]
+    behind = [a for a in distilled
+              if agg[a]["in_distribution"]["mean"] < agg[baseline]["in_distribution"]["mean"]]
+    worse = [a for a in behind if agg[a]["perplexity"]["mean"] > base["mean"]]
     if not worse:
         return None
     parts = "; ".join(f"{a} {agg[a]['perplexity']['mean']:.3f} ({kd_weight_text(arms[a].get('distillation') or {})})"
