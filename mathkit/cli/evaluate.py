@@ -5,7 +5,9 @@ offline ``smollm2-135m-instruct``, a saved folder, a hub id, optionally with a L
 on a dataset of :mod:`mathkit.data` with the math-answer scorer; an arithmetic model of notebook 01
 (a ``mathkit_decoder`` folder) on arithmetic records with the arithmetic scorer. Either way it
 prints the accuracy with its 95% interval and tokens/s and writes one JSONL line per example
-(plus ``<output>.summary.json``).
+(plus ``<output>.summary.json``). ``--backend onnx|llama_cpp`` runs an export of
+``python -m mathkit export`` (``--model`` is its folder or file) through the same evaluator,
+decoded by ONNX Runtime or llama.cpp (:func:`mathkit.inference.load_backend`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from mathkit.reporting.paths import slug
 log = logging.getLogger(__name__)
 
 # mathkit.evaluation.generation.DECODERS, written out so that --help does not import torch
-DECODERS = ("auto", "compact", "generate")
+DECODERS = ("auto", "compact", "generate", "external")
+BACKENDS = ("torch", "onnx", "llama_cpp")  # mathkit.inference.BACKENDS
 DEFAULT_OUTPUT_DIR = "runs/evaluate"  # scratch output, git-ignored; notebooks write reports/
 
 
@@ -49,6 +52,19 @@ def _check(args) -> None:
                         ("--max-new-tokens", args.max_new_tokens), ("--threads", args.threads or None)):
         if value is not None and value < 1:
             raise ParamsError(f"{flag} must be >= 1, got {value}")
+    if args.backend != "torch":
+        if args.adapter:
+            raise ParamsError(f"--adapter applies to --backend torch; for {args.backend}, export the model with "
+                              "its adapter merged (python -m mathkit export --adapter DIR ...)")
+        for flag, value in (("--load-in-4bit", args.load_in_4bit), ("--bf16", args.bf16),
+                            ("--calculator", args.calculator)):
+            if value:
+                raise ParamsError(f"{flag} applies to --backend torch, not {args.backend}")
+        if args.decoder not in ("auto", "external"):
+            raise ParamsError(f"--decoder {args.decoder}: the {args.backend} backend decodes outside torch; "
+                              "use --decoder auto or external")
+    elif args.decoder == "external":
+        raise ParamsError("--decoder external needs --backend onnx or llama_cpp")
     if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
         raise ParamsError(f"--adapter {args.adapter}: no adapter_config.json there; pass the folder "
                           "a LoRA run saved its adapter to")
@@ -99,17 +115,30 @@ def _print_summary(s: dict, calculator: bool) -> None:
         print(f"calculator: {s['calculator_uses']} results written")
 
 
+def _load_with_task(args):
+    """``(model, tokenizer, rows, scorer)``: an arithmetic model gets arithmetic records, a
+    language model the math task. An export says what it holds in its config once loaded."""
+    from mathkit.inference import load_backend
+
+    if args.backend == "torch":
+        if is_arithmetic_model(args.model):
+            rows, scorer = _arithmetic_task(args)
+            return (*load_backend(args.model, "torch"), rows, scorer)
+        rows, scorer = _math_task(args)
+        model, tokenizer = load_backend(args.model, "torch", adapter=args.adapter, load_in_4bit=args.load_in_4bit)
+        _check_calculator(args, tokenizer)
+        return model, tokenizer, rows, scorer
+    model, tokenizer = load_backend(args.model, args.backend, threads=args.threads or None)
+    from mathkit.models.config import MathDecoderConfig
+
+    arithmetic = getattr(getattr(model, "config", None), "model_type", None) == MathDecoderConfig.model_type
+    return (model, tokenizer, *(_arithmetic_task(args) if arithmetic else _math_task(args)))
+
+
 def _evaluate(args, out: Path) -> dict:
     from mathkit.evaluation.evaluator import evaluate_model
-    from mathkit.models import load
 
-    if is_arithmetic_model(args.model):
-        rows, scorer = _arithmetic_task(args)
-        model, tokenizer = load(args.model)
-    else:
-        rows, scorer = _math_task(args)
-        model, tokenizer = load(args.model, adapter=args.adapter, load_in_4bit=args.load_in_4bit)
-        _check_calculator(args, tokenizer)
+    model, tokenizer, rows, scorer = _load_with_task(args)
     result = evaluate_model(model, tokenizer, rows, scorer=scorer, style=args.style,
                             system_prompt=args.system_prompt, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens, bf16=args.bf16,
@@ -129,7 +158,7 @@ def cmd_evaluate(args) -> int:
         set_threads(args.threads)
     out = _output_path(args)
     summary = _evaluate(args, out)
-    summary = {"model": args.model, "adapter": args.adapter, "dataset": args.dataset,
+    summary = {"model": args.model, "adapter": args.adapter, "backend": args.backend, "dataset": args.dataset,
                "split": args.split, "seed": args.seed, **summary}
     summary_path = out.with_name(out.name.removesuffix(".jsonl") + ".summary.json")
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -147,6 +176,9 @@ def register(subparsers) -> None:
                    help="smollm2-135m-instruct (offline), a saved model or adapter folder, a "
                         "mathkit_decoder folder (notebook 01), or a hub id")
     p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder applied on --model")
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="torch (default); onnx: --model is an ONNX export folder (python -m mathkit export); "
+                        "llama_cpp: a GGUF file or export folder (needs pip install mathkit[edge])")
     p.add_argument("--dataset", required=True, metavar="NAME_OR_FILE",
                    help="a mathkit.data source (gsm8k_originals, gsm_symbolic, champ, ...) or a "
                         "local file; for a mathkit_decoder: arithmetic records (.jsonl) or "
@@ -173,9 +205,11 @@ def register(subparsers) -> None:
                    help="keep generating after a '#### n' or boxed answer line (default: stop there)")
     p.add_argument("--decoder", default="auto", choices=DECODERS,
                    help="auto (default): finished rows leave the batch where the model allows; "
-                        "generate: transformers' generate, every row until the longest ends")
+                        "generate: transformers' generate, every row until the longest ends; "
+                        "external: the onnx/llama_cpp backend's own loop (what auto picks there)")
     p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (default 0: torch's choice; 1 is faster on a busy CPU)")
+                   help="torch CPU threads, and ONNX Runtime's / llama.cpp's (default 0: their choice; 1 is "
+                        "faster on a busy CPU)")
     p.add_argument("--load-in-4bit", action="store_true", help="NF4 weights via bitsandbytes")
     p.add_argument("--output", metavar="FILE",
                    help=f"records JSONL (default: {DEFAULT_OUTPUT_DIR}/<model>__<dataset>.jsonl)")

@@ -3,7 +3,9 @@
 ``solve EXPR...`` prints ``EXPR ANSWER`` per line (``--json``: a list of
 ``{"expression", "answer", "completion"}``); ``chat`` is the seed's interactive loop: it
 validates each line, shows the chain of thought and the answer, and ends on quit/exit/Ctrl-D.
-Both read the model that notebook 01 saves (``reports/01_arithmetic_cot/model`` by default).
+Both read the model that notebook 01 saves (``reports/01_arithmetic_cot/model`` by default);
+``--backend onnx`` reads its ONNX export instead (``python -m mathkit export``), decoded greedily by
+ONNX Runtime (sampling, ``--temperature > 0``, stays with torch).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from mathkit.data.arithmetic import OPS, parse_completion, validate_expression
 from mathkit.data.markers import END, THINK_END, THINK_START
 from mathkit.env import resolve_output_dir
-from mathkit.errors import DataError
+from mathkit.errors import DataError, ParamsError
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,16 @@ class Solver:
         self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         self.ops = tuple(ops)  # operators the model was trained on: others are refused up front
-        self.max_length = getattr(model.config, "max_position_embeddings", None)
+        self.max_length = getattr(getattr(model, "config", None), "max_position_embeddings", None)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", **kwargs) -> "Solver":
-        """Load ``checkpoint`` (a folder written by ``mathkit.models.save``) on ``device``."""
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", backend: str = "torch",
+                        **kwargs) -> "Solver":
+        """Load ``checkpoint`` (a folder written by ``mathkit.models.save``) on ``device``, or an
+        export of it on ``backend`` (:func:`mathkit.inference.load_backend`)."""
         path = Path(checkpoint)
+        if backend != "torch":
+            return cls._from_export(path, backend, **kwargs)
         if not (path / "config.json").is_file():
             raise DataError(f"no model at {path} (config.json missing): train one with "
                             "`python -m mathkit run 01_arithmetic_cot` or pass --checkpoint DIR")
@@ -56,6 +62,21 @@ class Solver:
                 raise DataError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
         model, tokenizer = load(path, device=device)
         trained = read_side_config(path, FORMAT_CONFIG) or {}
+        if trained.get("ops"):
+            kwargs.setdefault("ops", tuple(trained["ops"]))
+        return cls(model, tokenizer, **kwargs)
+
+    @classmethod
+    def _from_export(cls, path: Path, backend: str, **kwargs) -> "Solver":
+        """An ONNX / llama.cpp export: greedy only (sampling runs in torch)."""
+        if kwargs.get("temperature", 0.0) > 0:
+            raise ParamsError(f"--temperature > 0 samples with torch; the {backend} backend decodes greedily: "
+                              "use --temperature 0 or --backend torch with the original checkpoint")
+        from mathkit.inference import load_backend
+        from mathkit.models.io import read_side_config
+
+        model, tokenizer = load_backend(path, backend)
+        trained = (read_side_config(path, FORMAT_CONFIG) if path.is_dir() else None) or {}
         if trained.get("ops"):
             kwargs.setdefault("ops", tuple(trained["ops"]))
         return cls(model, tokenizer, **kwargs)
@@ -154,8 +175,8 @@ def _solver_from_args(args) -> Solver:
     # The default is taken from the repository root (like the notebooks' output_dir), so the
     # commands work from any folder of the checkout; a given path is relative to the cwd.
     checkpoint = args.checkpoint or resolve_output_dir(DEFAULT_CHECKPOINT)
-    return Solver.from_checkpoint(checkpoint, device=args.device, max_new_tokens=args.max_new_tokens,
-                                  temperature=args.temperature, seed=args.seed)
+    return Solver.from_checkpoint(checkpoint, device=args.device, backend=args.backend,
+                                  max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
 
 
 def cmd_solve(args) -> int:
@@ -181,6 +202,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default), > 0 samples")
     p.add_argument("--seed", type=int, default=0, help="sampling seed when --temperature > 0")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--backend", choices=("torch", "onnx", "llama_cpp"), default="torch",
+                   help="torch (default); onnx: --checkpoint is an ONNX export folder (python -m mathkit "
+                        "export), decoded greedily by ONNX Runtime")
 
 
 def register(subparsers) -> None:

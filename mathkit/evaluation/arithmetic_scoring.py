@@ -134,7 +134,9 @@ class ArithmeticScorer(Scorer):
 
     def model_metrics(self, model, tokenizer, rows: list[dict], *, batch_size: int,
                       progress: bool) -> dict:
-        if not self.token_accuracy:
+        from mathkit.evaluation.generation import is_external
+
+        if not self.token_accuracy or is_external(model):  # an export gives the last position's logits only
             return {"token_accuracy": None}
         return {"token_accuracy": teacher_forced_token_accuracy(
             model, tokenizer, rows, batch_size=batch_size, progress=progress)}

@@ -170,7 +170,9 @@ def _positions_and_mask(attention_mask: torch.Tensor | None, batch: int, length:
             raise ValueError(f"attention_mask must be 2D of shape (batch, past + new) = ({batch}, {total}), "
                              f"got {tuple(attention_mask.shape)}")
         keep = attention_mask.bool()
-        if bool(keep.all()):
+        # torch.export (the ONNX exporter) refuses a branch on tensor values: an exported graph
+        # always takes the masked path, which gives the same result with or without padding
+        if not torch.compiler.is_exporting() and bool(keep.all()):
             attention_mask = None
     if attention_mask is None:
         key_positions = torch.arange(total, device=device).expand(batch, total)
