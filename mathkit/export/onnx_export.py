@@ -31,6 +31,7 @@ import logging
 import shutil
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -118,6 +119,21 @@ def _dynamic_shapes(n_layers: int) -> tuple:
             tuple({0: batch, 2: past} for _ in range(2 * n_layers)))
 
 
+@contextmanager
+def _quiet(*names: str):
+    """The exporter's optimizer passes log one INFO line per folded node and per merged weight
+    (thousands for SmolLM2) where a caller logs at INFO: keep their warnings only."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def _export(step: CachedStep, sample: tuple, path: Path, names_in, names_out, *, opset: int,
             external_data: bool) -> None:
     """Write the graph through ``torch.export``; its failures become one ExportError.
@@ -126,7 +142,7 @@ def _export(step: CachedStep, sample: tuple, path: Path, names_in, names_out, *,
     such a branch must be skipped while exporting (``torch.compiler.is_exporting()``), as our
     decoder's fast unpadded path is; the sample is padded, so the graph keeps the general path."""
     try:
-        with warnings.catch_warnings():  # naming notes about axes that share one dimension
+        with warnings.catch_warnings(), _quiet("onnxscript", "onnx_ir"):  # naming notes about shared axes
             warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
             program = torch.onnx.export(step.eval(), sample, input_names=names_in,
