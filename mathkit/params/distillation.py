@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mathkit.params.arithmetic_cot import DEFAULT_TRAINING as ARITHMETIC_TRAINING
-from mathkit.params.lora_sft import check_eval_groups, check_source_specs
+from mathkit.params.lora_sft import EvalGroupSpecs, SourceSpecs
 from mathkit.params.pe_ablation import MAX_DIGITS, known_encodings, unique
 from mathkit.params.training import TrainingParams
 
@@ -99,11 +99,11 @@ class LanguageModelSpec(BaseModel):
     student_layers: int = Field(2, ge=1)    # kept layers, spread evenly over the teacher's depth
     prompt_style: Literal["gsm8k", "think", "plain"] = "gsm8k"  # notebook 02's training style
     system_prompt: str | None = None
-    train_sources: list[dict[str, Any]] = Field(default_factory=lambda: [
+    train_sources: SourceSpecs = Field(default_factory=lambda: [
         {"name": "gsm_symbolic", "split": "train", "n": 8}], min_length=1)
     n_train: int = Field(6, gt=0)
     n_val: int = Field(2, gt=0)
-    eval_groups: dict[str, list[dict[str, Any]]] = Field(default_factory=lambda: {
+    eval_groups: EvalGroupSpecs = Field(default_factory=lambda: {
         "in_template": [{"name": "gsm_symbolic", "split": "train", "n": 2}],
         "held_out": [{"name": "gsm8k_originals", "split": "test", "n": 2}],
         "arithmetic": [{"name": "arithmetic", "split": "test", "n": 2}]})
@@ -114,17 +114,6 @@ class LanguageModelSpec(BaseModel):
     eval_batch_size: int = Field(8, gt=0)
     max_new_tokens: int = Field(16, gt=0)
     threads: int = Field(0, ge=0, le=256)   # torch threads for this part (0: leave as they are)
-
-    @field_validator("train_sources")
-    @classmethod
-    def _sources(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        check_source_specs(value)
-        return value
-
-    @field_validator("eval_groups")
-    @classmethod
-    def _groups(cls, value: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-        return check_eval_groups(value)
 
     @field_validator("perplexity_group")
     @classmethod

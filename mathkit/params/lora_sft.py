@@ -20,9 +20,9 @@ block imports trl.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from mathkit.errors import ParamsError
 from mathkit.params.training import TrainingParams
@@ -106,6 +106,16 @@ def check_eval_groups(value: dict[str, list[dict[str, Any]]]) -> dict[str, list[
     return value
 
 
+def _checked_sources(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    check_source_specs(value)
+    return value
+
+
+# Field types that check themselves, for every schema with training sources or evaluation groups.
+SourceSpecs = Annotated[list[dict[str, Any]], AfterValidator(_checked_sources)]
+EvalGroupSpecs = Annotated[dict[str, list[dict[str, Any]]], AfterValidator(check_eval_groups)]
+
+
 class LoraSftParams(TrainingParams):
     """Model, data, LoRA, training and evaluation settings of the LoRA SFT notebook."""
 
@@ -124,7 +134,7 @@ class LoraSftParams(TrainingParams):
     offload_folder: str | None = None          # where device_map="auto" puts what fits nowhere
 
     # ---- data: source specs for mathkit.data.combine_sources ({name, n, split, options, fallback})
-    train_sources: list[dict[str, Any]] = Field(default_factory=lambda: [
+    train_sources: SourceSpecs = Field(default_factory=lambda: [
         {"name": "gsm_symbolic", "split": "train", "n": 12},
         {"name": "arithmetic", "split": "train", "n": 8},
     ], min_length=1)
@@ -136,7 +146,7 @@ class LoraSftParams(TrainingParams):
     # learn the procedures?); held_out: templates training never saw (does it generalize?);
     # arithmetic. Every group is drawn with eval_seed and must be disjoint from training and from
     # the other groups (mathkit.data.splits.group_leaks).
-    eval_groups: dict[str, list[dict[str, Any]]] = Field(default_factory=lambda: {
+    eval_groups: EvalGroupSpecs = Field(default_factory=lambda: {
         "in_template": [{"name": "gsm_symbolic", "split": "train", "n": 4}],
         "held_out": [{"name": "gsm8k_originals", "split": "test", "n": 4}],
         "arithmetic": [{"name": "arithmetic", "split": "test", "n": 4}],
@@ -217,17 +227,6 @@ class LoraSftParams(TrainingParams):
         if len(set(value)) != len(value):
             raise ValueError(f"modules repeat in {value}")
         return value
-
-    @field_validator("train_sources")
-    @classmethod
-    def _sources(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        check_source_specs(value)
-        return value
-
-    @field_validator("eval_groups")
-    @classmethod
-    def _groups(cls, value: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-        return check_eval_groups(value)
 
     @field_validator("eval_seed")
     @classmethod

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from mathkit.params.lora_sft import DEFAULT_TARGET_MODULES, LoraSftParams
+from mathkit.params.lora_sft import DEFAULT_TARGET_MODULES, EvalGroupSpecs, LoraSftParams, SourceSpecs
 
 # sympy kinds with one answer each: roots and eigenvalues are lists, which the scorer leaves ungraded
 SINGLE_ANSWER_KINDS = ("linear", "derivative", "integral", "determinant")
@@ -67,13 +67,13 @@ class QloraGemma3Params(LoraSftParams):
     # a JSONL file, streamed back; else a .jsonl path or a hub id (XenArcAI/MathX-5M).
     mathx_source: str = LOCAL_MATHX
     shuffle_buffer: int = Field(0, ge=0)       # stream shuffle buffer (hub: 10,000; a local file is pre-shuffled)
-    train_sources: list[dict[str, Any]] = Field(default_factory=lambda: [
+    train_sources: SourceSpecs = Field(default_factory=lambda: [
         {"name": "gsm_symbolic", "split": "train", "n": 8},
         {"name": "sympy_problems", "split": "train", "n": 6},
     ], min_length=1)
     n_train: int = Field(12, gt=0)
     n_val: int = Field(2, gt=0)
-    eval_groups: dict[str, list[dict[str, Any]]] = Field(default_factory=lambda: {
+    eval_groups: EvalGroupSpecs = Field(default_factory=lambda: {
         "in_template": [{"name": "gsm_symbolic", "split": "train", "n": 2}],
         "held_out": [{"name": "gsm8k_originals", "split": "test", "n": 2}],
         "sympy": [{"name": "sympy_problems", "split": "test", "n": 2, "options": {"kinds": list(SINGLE_ANSWER_KINDS)}}],
