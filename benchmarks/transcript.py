@@ -22,8 +22,12 @@ class Transcript:
 
 
 def save_outputs(prefix: str | Path, lines: list[str], data: dict) -> None:
-    """``PREFIX.txt`` (the printed lines) and ``PREFIX.json`` (the data), creating the folder."""
+    """``PREFIX.txt`` (the printed lines) and ``PREFIX.json`` (the data), creating the folder; paths
+    in both are made relative to the repository (committed files name no folder of the machine)."""
+    from mathkit.reporting.paths import anchors, portable, strip_prefixes
+
+    pairs = anchors()
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{prefix}.txt").write_text("\n".join(lines) + "\n")
-    Path(f"{prefix}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    Path(f"{prefix}.txt").write_text("\n".join(strip_prefixes(line, pairs) for line in lines) + "\n")
+    Path(f"{prefix}.json").write_text(json.dumps(portable(data, pairs), indent=2, default=str) + "\n")

@@ -96,7 +96,8 @@ def test_index_shows_the_headline_as_percentages():
 
     h = headline(aggregate(rows()))
     text = format_value(h["exact_match_at_2n"], "exact_match_at_2n")
-    assert "rope 60.00% (n=100)" in text and "none 0.00% (n=100)" in text
+    assert "rope 60.00% (mean of 2 seeds, 50.00-70.00; n=100 each)" in text
+    assert "none 0.00% (mean of 2 seeds" in text
 
 
 def test_conclusion_is_written_from_the_numbers():
