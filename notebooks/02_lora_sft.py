@@ -135,6 +135,7 @@ from mathkit.evaluation.calculator import calculator_supported
 from mathkit.evaluation.evaluator import evaluate_model
 from mathkit.memory import release_memory, track_peak_memory
 from mathkit.models import describe, load, save
+from mathkit.models.memory_estimate import estimates_text
 from mathkit.params.lora_sft import LoraSftParams
 from mathkit.reporting import comparison
 from mathkit.reporting.charts import plot_loss_curves
@@ -180,9 +181,12 @@ assert drawn.n_leaks == 0, leaks
 # The base model and its tokenizer; prompts are the tokenizer's chat template with the
 # chain-of-thought instruction of `prompt_style`, identical for training and both evaluations.
 # Examples longer than the training `max_length` are dropped, not truncated: a cut-off solution
-# would teach the model to stop without an answer.
+# would teach the model to stop without an answer. First, what the run will need
+# (`mathkit.models.memory_estimate`, from the model's shape and this profile's settings, for full
+# batches of `max_length` tokens): training, then the evaluations' generation.
 
 # %%
+print(estimates_text(params.memory_estimates))
 load_kwargs = dict(dtype=params.model_dtype, load_in_4bit=params.load_in_4bit, device_map=params.device_map,
                    offload_folder=params.offload_folder)
 with session.stage("model"):

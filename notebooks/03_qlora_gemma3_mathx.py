@@ -158,6 +158,7 @@ from mathkit.evaluation.evaluator import evaluate_model
 from mathkit.memory import release_memory, track_peak_memory
 from mathkit.models import describe, load, save
 from mathkit.models.loading import nf4_config
+from mathkit.models.memory_estimate import estimates_text
 from mathkit.models.registry import find_stand_in, resolve_stand_in
 from mathkit.params.qlora_gemma3 import LOCAL_MATHX, QloraGemma3Params
 from mathkit.reporting import comparison
@@ -239,9 +240,13 @@ assert drawn.n_leaks == 0, leaks
 # turn, as Gemma's own template does. The base model's GGUF ships no chat template; mathkit adds
 # Gemma's (`mathkit.models.chat_templates`). Padding: the pad token is set, training pads on the
 # right and generation on the left. Examples longer than the training `max_length` are dropped,
-# not truncated (a cut-off solution would teach the model to stop without an answer).
+# not truncated (a cut-off solution would teach the model to stop without an answer). Before the
+# model is loaded, what the run will need (`mathkit.models.memory_estimate`, from the model's shape
+# and this profile's settings, for full batches of `max_length` tokens: an upper bound; the measured
+# peaks are in the cost table below).
 
 # %% tags=["nbval-check-output"]
+print(estimates_text(params.memory_estimates))  # QLoRA training, 4-bit generation: full max_length batches
 base_source = resolve_stand_in(params.base_model)  # a random stand-in is written once as a folder
 with session.stage("base model"):
     model, tokenizer = load(base_source, dtype=params.merge_dtype, device_map=params.device_map,

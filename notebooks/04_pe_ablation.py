@@ -112,6 +112,7 @@ from IPython.display import Markdown, display
 from mathkit.data.arithmetic import check_fits, extra_tokens
 from mathkit.jsonl import read_jsonl, write_jsonl
 from mathkit.models.char_tokenizer import build_char_tokenizer
+from mathkit.models.memory_estimate import estimate_training_run, estimates_text
 from mathkit.params.pe_ablation import PeAblationParams
 from mathkit.reporting.ablation_charts import plot_accuracy_vs_length, plot_cost, plot_in_vs_2n, plot_length_heatmaps
 from mathkit.reporting.ablation_summary import aggregate, best_run, conclusion_sentences, headline, ranking, spread_text
@@ -178,6 +179,9 @@ print(f"{len(runs)} runs: {len(params.positional_encodings)} encodings x {len(pa
       f"{params.training['per_device_train_batch_size']} each")
 print(f"model: {params.model_size}, context {params.max_length}; encoding options: {params.pe_options or 'defaults'}"
       f"; layers with the encoding: {params.pe_layers or 'default'}")
+print(f"one run ({params.workers} at once), before any model is built:")
+print(estimates_text(lambda: [estimate_training_run(recipe.config(params.positional_encodings[0], tokenizer), "full",
+                                                    params.training, seq_len=params.max_length, dtype="float32")]))
 
 # %% [markdown]
 # ## Train and evaluate
@@ -297,6 +301,10 @@ if not params.neox:
     print("no GPT-NeoX grid in this profile (it needs a GPU and the hub: see params/04_pe_ablation/kaggle.yaml)")
 for block in params.neox:
     neox_recipe = block.recipe()
+    print(estimates_text(lambda: [estimate_training_run(block.base_model, "lora", block.training,
+                                                        seq_len=params.max_length, dtype=block.model_dtype,
+                                                        lora_rank=block.lora_r, lora_targets="attention",
+                                                        lora_dropout=block.lora_dropout)]))
     neox_tokenizer = neox_recipe.load_tokenizer()
     neox_runs = grid(block.positional_encodings, block.formats, block.seeds)
     print(f"{block.base_model}: {len(neox_runs)} runs, {block.training['max_steps']} steps of batch "

@@ -10,7 +10,8 @@ from mathkit.errors import ParamsError
 from mathkit.models import MathDecoderConfig, MathDecoderForCausalLM
 from mathkit.models.architectures import KNOWN
 from mathkit.models.memory_estimate import (CPU_ALLOCATOR_SLACK, CPU_INFERENCE_OVERHEAD_BYTES,
-                                            CPU_TRAINING_OVERHEAD_BYTES, CUDA_OVERHEAD_BYTES, MemoryEstimate, estimate)
+                                            CPU_TRAINING_OVERHEAD_BYTES, CUDA_OVERHEAD_BYTES, MemoryEstimate, estimate,
+                                            estimate_training_run, estimates_text)
 
 SETTINGS = dict(seq_len=256, batch=2, device="cuda", compute_dtype="bfloat16")
 
@@ -176,3 +177,37 @@ def test_bad_settings_say_what_is_wrong(kwargs, message):
     kwargs = {"model": "smollm2-135m", "device": "cuda", **kwargs}
     with pytest.raises(ParamsError, match=message):
         estimate(kwargs.pop("model"), **kwargs)
+
+
+def test_a_training_block_sets_batch_length_checkpointing_and_optimizer():
+    block = {"per_device_train_batch_size": 4, "max_length": 384, "optim": "adamw_8bit",
+             "activation_checkpointing": True}
+    est = estimate_training_run("smollm2-135m", "lora", block, device="cuda", compute_dtype="bfloat16")
+    assert est == estimate("smollm2-135m", "lora", 384, 4, device="cuda", compute_dtype="bfloat16",
+                           optimizer="adamw_8bit", gradient_checkpointing=True)
+    # transformers' default batch (8), an explicit length, bf16 autocast from the block
+    est = estimate_training_run("smollm2-135m", "full", {"bf16": True}, seq_len=64, device="cuda", dtype="float32")
+    assert (est.settings["batch"], est.settings["seq_len"], est.settings["compute_dtype"]) == (8, 64, "bfloat16")
+
+
+def test_a_training_block_is_adapted_to_this_machine_like_the_trainer_adapts_it(monkeypatch):
+    from mathkit.training import policy
+
+    monkeypatch.setattr(policy.Machine, "detect", classmethod(lambda cls: policy.Machine(cuda=False)))
+    est = estimate_training_run("smollm2-135m", "lora", {"max_length": 128, "optim": "paged_adamw_8bit",
+                                                        "bf16": True}, dtype="float32")
+    # a CPU without native bf16: the trainer trains in fp32 with the un-paged optimizer
+    assert est.settings["optimizer"] == "adamw_8bit" and est.settings["compute_dtype"] == "float32"
+
+
+def test_a_training_block_without_a_length_or_for_inference_is_refused():
+    with pytest.raises(ParamsError, match="no max_length: pass seq_len="):
+        estimate_training_run("smollm2-135m", "lora", {}, device="cpu")
+    with pytest.raises(ParamsError, match="estimates training"):
+        estimate_training_run("smollm2-135m", "inference", {"max_length": 8}, device="cpu")
+
+
+def test_estimates_text_prints_tables_or_says_why_there_is_none():
+    text = estimates_text(lambda: [estimate("smollm2-135m", device="cpu"), estimate("gemma-3-270m", device="cpu")])
+    assert text.count("Memory estimate:") == 2 and "gemma-3-270m" in text
+    assert estimates_text(lambda: [estimate("gpt-5")]).startswith("no memory estimate: unknown model 'gpt-5'")

@@ -137,3 +137,13 @@ def test_schema_lists_match_the_data_module():
 
     assert set(SOURCE_SPEC_KEYS) == {f.name for f in fields(SourceSpec)}
     assert set(LoraSftParams.model_fields["prompt_style"].annotation.__args__) == set(STYLES)
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
+def test_every_profile_has_a_memory_estimate_for_training_and_generation(profile):
+    params = load_params(LoraSftParams, profile)
+    tuning, generation = params.memory_estimates()
+    assert tuning.method == ("qlora" if params.load_in_4bit else "lora")
+    assert tuning.settings["lora_rank"] == params.lora_r and tuning.settings["batch"] == \
+        params.training["per_device_train_batch_size"]
+    assert generation.method == "inference" and generation.settings["batch"] == params.eval_batch_size

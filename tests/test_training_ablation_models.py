@@ -92,3 +92,13 @@ def test_distillation_recipe_binds_each_arms_teachers_and_loss(tmp_path):
     assert pickle.loads(pickle.dumps(recipe))._teachers == {}, "worker processes load their own teachers"
     assert recipe.arm_settings(Run("rope", "cot", 0, "kd")) != recipe.arm_settings(Run("rope", "cot", 0, "scratch"))
     assert Run("rope", "cot", 0, "kd").run_id == "kd-rope-cot-seed0" and Run("rope", "cot", 0).run_id == "rope-cot-seed0"
+
+
+def test_model_recipe_config_is_the_config_its_models_are_built_from():
+    from mathkit.models.char_tokenizer import build_char_tokenizer
+    from mathkit.training.ablation_models import ModelRecipe
+
+    tokenizer = build_char_tokenizer(model_max_length=64)
+    recipe = ModelRecipe("small", 64, pe_options={"alibi": {"slopes": [0.5, 0.25, 0.125, 0.0625]}})
+    for encoding in ("rope", "alibi", "abacus"):
+        assert recipe.config(encoding, tokenizer).to_dict() == recipe.build(encoding, tokenizer, 0).config.to_dict()

@@ -317,12 +317,22 @@ def digit_token_ids(tokenizer) -> list[int]:
 def build_decoder(size: str, tokenizer, positional_encoding: str = "rope",
                   max_position_embeddings: int = 128, *, pe_options: dict | None = None,
                   pe_layers: list[int] | None = None, **overrides) -> MathDecoderForCausalLM:
-    """A freshly initialised decoder of a named size (see ``MODEL_SIZES``) for ``tokenizer``.
+    """A freshly initialised decoder of a named size (see ``MODEL_SIZES``) for ``tokenizer``:
+    :func:`decoder_config`'s model. Seed before calling."""
+    return MathDecoderForCausalLM(decoder_config(size, tokenizer, positional_encoding, max_position_embeddings,
+                                                 pe_options=pe_options, pe_layers=pe_layers, **overrides))
+
+
+def decoder_config(size: str, tokenizer, positional_encoding: str = "rope", max_position_embeddings: int = 128, *,
+                   pe_options: dict | None = None, pe_layers: list[int] | None = None,
+                   **overrides) -> MathDecoderConfig:
+    """The config of a decoder of a named size (see ``MODEL_SIZES``) for ``tokenizer``, without
+    its weights (what the memory estimate reads before a model is built).
 
     Vocabulary size and pad/bos/eos ids come from the tokenizer, and so do ``digit_token_ids``
     for a positional encoding that takes that option (Abacus, math_adaptive) when not given.
     ``pe_options``/``pe_layers`` configure the positional encoding; ``overrides`` set any other
-    config field (``dropout``, ``mlp``, or a shape). Seed before calling.
+    config field (``dropout``, ``mlp``, or a shape).
     """
     if size not in MODEL_SIZES:
         raise ModelConfigError(f"unknown model size {size!r}; use one of {', '.join(MODEL_SIZES)}")
@@ -345,7 +355,7 @@ def build_decoder(size: str, tokenizer, positional_encoding: str = "rope",
         "pe_layers": None if pe_layers is None else list(pe_layers),
     }
     fields.update(overrides)
-    return MathDecoderForCausalLM(MathDecoderConfig(**fields))
+    return MathDecoderConfig(**fields)
 
 
 # So that AutoConfig / AutoModelForCausalLM.from_pretrained(dir) read a saved mathkit_decoder.

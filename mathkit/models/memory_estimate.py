@@ -51,7 +51,7 @@ from mathkit.errors import ParamsError
 from mathkit.models.activation_memory import activation_bytes, kv_cache_bytes
 from mathkit.models.architectures import Architecture, architecture, known_names
 
-__all__ = ["MemoryEstimate", "architecture", "estimate", "known_names"]
+__all__ = ["MemoryEstimate", "architecture", "estimate", "estimate_training_run", "known_names"]
 
 GiB = 1024**3
 MiB = 1024**2
@@ -321,3 +321,39 @@ def estimate(model, method: str = "inference", seq_len: int = 512, batch: int = 
                           trainable_parameters=trainable, source=arch.source,
                           paged_optimizer_states=math.ceil(paged_state),
                           **{name: math.ceil(value) for name, value in parts.items()})
+
+
+def estimate_training_run(model, method: str, training: dict, *, seq_len: int | None = None,
+                          **options) -> MemoryEstimate:
+    """:func:`estimate` for a run set up by a ``training`` block (TRL ``SFTConfig`` fields, as the
+    notebooks' parameter files write them), so that a notebook prints what it is about to need
+    from the same settings its trainer gets: batch ``per_device_train_batch_size`` (transformers'
+    default 8), sequence ``max_length`` (or ``seq_len``), ``gradient_checkpointing`` (or TRL's
+    ``activation_checkpointing``), ``optim``, and ``bf16``/``fp16`` autocast as the compute dtype.
+    ``options`` go to :func:`estimate` (dtype, LoRA rank and targets, device). Without a
+    ``device`` the block is first adapted to this machine as the trainer adapts it
+    (:func:`mathkit.training.policy.apply_machine_policy`: no paged optimizer or fp16 on a CPU)."""
+    if options.get("device") is None:
+        from mathkit.training.policy import apply_machine_policy
+
+        training = apply_machine_policy(training, quiet=True)
+    if method == "inference":
+        raise ParamsError("estimate_training_run estimates training; use estimate(..., 'inference') for generation")
+    seq_len = seq_len or training.get("max_length")
+    if not seq_len:
+        raise ParamsError("the training block has no max_length: pass seq_len= (the longest training example)")
+    if "compute_dtype" not in options and (training.get("bf16") or training.get("fp16")):
+        options["compute_dtype"] = "bfloat16" if training.get("bf16") else "float16"
+    checkpointing = training.get("gradient_checkpointing") or training.get("activation_checkpointing")
+    return estimate(model, method, seq_len=seq_len, batch=training.get("per_device_train_batch_size", 8),
+                    gradient_checkpointing=bool(checkpointing), optimizer=training.get("optim") or None, **options)
+
+
+def estimates_text(make) -> str:
+    """The tables of the estimates ``make()`` returns, for a notebook to print before it loads a
+    model; a model the estimator cannot read gives one line saying so (the estimate informs, it
+    never stops a run)."""
+    try:
+        return "\n".join(e.table() for e in make())
+    except ParamsError as err:
+        return f"no memory estimate: {err}"

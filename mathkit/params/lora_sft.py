@@ -250,3 +250,23 @@ class LoraSftParams(TrainingParams):
         if value and info.data.get("device_map") is None:
             raise ValueError("offload_folder is only used with device_map (e.g. 'auto'); set both")
         return value
+
+    def memory_estimates(self) -> list:
+        """What this run needs, before the model is loaded: training (LoRA, or QLoRA on a 4-bit base,
+        with the training block's batch, length and optimizer) and the evaluations' generation
+        (``eval_batch_size`` sequences of the training ``max_length``: a prompt and its longest
+        solution). :class:`~mathkit.models.memory_estimate.MemoryEstimate` objects; a model the
+        estimator cannot read raises :class:`~mathkit.errors.ParamsError`."""
+        from mathkit.models.memory_estimate import estimate, estimate_training_run
+
+        training = self.training_settings()
+        weights = None if self.model_dtype == "auto" else self.model_dtype
+        lora = dict(lora_rank=self.lora_r, lora_targets=self.lora_target_modules, lora_dropout=self.lora_dropout)
+        if self.load_in_4bit:
+            tuning = estimate_training_run(self.base_model, "qlora", training, compute_dtype=weights, **lora)
+        else:
+            tuning = estimate_training_run(self.base_model, "lora", training, dtype=weights, **lora)
+        seq_len = training.get("max_length") or 512
+        generation = estimate(self.base_model, "inference", seq_len=seq_len, batch=self.eval_batch_size,
+                              dtype="nf4" if self.load_in_4bit else weights, compute_dtype=weights)
+        return [tuning, generation]

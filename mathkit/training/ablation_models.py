@@ -31,15 +31,21 @@ class ModelRecipe(Recipe):
     pe_layers: list[int] | None = None
     overrides: dict = field(default_factory=dict)  # other config fields over the size (a narrower width, ...)
 
+    def config(self, encoding: str, tokenizer):
+        """The config every run of ``encoding`` builds its model from (no weights)."""
+        from mathkit.models.decoder import decoder_config
+
+        return decoder_config(self.size, tokenizer, positional_encoding=encoding, max_position_embeddings=self.max_length,
+                              pe_options=dict(self.pe_options.get(encoding, {})), pe_layers=self.pe_layers,
+                              **self.overrides)
+
     def build(self, encoding: str, tokenizer, seed: int):
         from mathkit.env import seed_everything
-        from mathkit.models import build_decoder
+        from mathkit.models import MathDecoderForCausalLM
 
+        config = self.config(encoding, tokenizer)
         seed_everything(seed)
-        return build_decoder(self.size, tokenizer, positional_encoding=encoding,
-                             max_position_embeddings=self.max_length,
-                             pe_options=dict(self.pe_options.get(encoding, {})), pe_layers=self.pe_layers,
-                             **self.overrides)
+        return MathDecoderForCausalLM(config)
 
 
 @dataclass
