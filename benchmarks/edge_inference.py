@@ -151,39 +151,30 @@ def child(case: dict) -> dict:
 # ---- exports --------------------------------------------------------------------------------
 
 def llama_cpp_available() -> bool:
-    import importlib.util
+    from mathkit.export.targets import llama_cpp_missing
 
-    return importlib.util.find_spec("llama_cpp") is not None
+    return llama_cpp_missing() is None
 
 
 def ensure_exports(model: str, root: Path, say) -> dict[str, dict]:
-    """The path (and time taken, when written now) of each export of ``model``."""
-    from mathkit.export.onnx_export import MANIFEST, export_onnx, read_manifest
-    from mathkit.export.quantize import add_int8_variant
+    """The path of each export of ``model`` (:func:`mathkit.export.targets.export_targets`, reusing
+    what an earlier run left under ``root``: the models benchmarked here do not change)."""
+    from mathkit.export.onnx_export import read_manifest
+    from mathkit.export.targets import GGUF_QUANTIZATION, export_targets
 
     checkpoint = str(ARITHMETIC_CHECKPOINT) if model == "arithmetic" else "smollm2-135m-instruct"
+    targets = ["onnx_fp32", "onnx_int8"] + (["gguf_q8_0", "gguf_q4_k_m"] if model == "smollm2" else [])
+    exports, skipped = export_targets(checkpoint, root / model, targets, reuse=True)
     paths: dict[str, dict] = {"torch": {"path": checkpoint}}
-    onnx_dir = root / model / "onnx"
-    if not (onnx_dir / MANIFEST).is_file():
-        t0 = time.perf_counter()
-        export_onnx(checkpoint, onnx_dir)
-        say(f"  exported {model} to ONNX in {time.perf_counter() - t0:.0f} s")
-    if "int8" not in read_manifest(onnx_dir)["variants"]:
-        t0 = time.perf_counter()
-        add_int8_variant(onnx_dir)
-        say(f"  quantized {model} to int8 in {time.perf_counter() - t0:.0f} s")
-    paths["onnx"] = {"path": str(onnx_dir), "manifest": read_manifest(onnx_dir)}
-    if model == "smollm2" and llama_cpp_available():
-        from mathkit.export.gguf_export import export_gguf
-
-        for quantization in ("Q8_0", "Q4_K_M"):
-            target = root / model / f"gguf_{quantization}"
-            found = sorted(target.glob("*.gguf")) if target.is_dir() else []
-            if not found:
-                t0 = time.perf_counter()
-                found = [export_gguf(checkpoint, target, quantization=quantization)]
-                say(f"  exported {model} to GGUF {quantization} in {time.perf_counter() - t0:.0f} s")
-            paths[f"llama_cpp:{quantization}"] = {"path": str(found[0])}
+    for export in exports:
+        if export.export_seconds is not None:
+            say(f"  exported {model} as {export.name} in {export.export_seconds:.0f} s")
+        if export.backend == "onnx":
+            paths["onnx"] = {"path": export.path, "manifest": read_manifest(export.path)}
+        else:
+            paths[f"llama_cpp:{GGUF_QUANTIZATION[export.name]}"] = {"path": export.path}
+    for name, why in skipped.items():
+        say(f"  {name} skipped: {why}")
     return paths
 
 

@@ -133,6 +133,8 @@ from mathkit.data.eval_groups import draw_eval_groups
 from mathkit.data.training_pool import draw_training_pool, format_training_sets
 from mathkit.evaluation.calculator import calculator_supported
 from mathkit.evaluation.evaluator import evaluate_model
+from mathkit.export.targets import export_targets
+from mathkit.inference.exports_evaluation import evaluate_exports
 from mathkit.memory import release_memory, track_peak_memory
 from mathkit.models import describe, load, save
 from mathkit.models.memory_estimate import estimates_text
@@ -140,6 +142,7 @@ from mathkit.params.lora_sft import LoraSftParams
 from mathkit.reporting import comparison
 from mathkit.reporting.charts import plot_loss_curves
 from mathkit.reporting.conclusion import accuracy_text, comparison_sentence, conclusion_markdown, truncation_sentence
+from mathkit.reporting.edge_summary import edge_markdown, edge_row, edge_sentences, goal_text, plot_edge
 from mathkit.reporting.results import save_figure, save_results
 from mathkit.session import start
 from mathkit.training import lora, train
@@ -327,6 +330,49 @@ elif params.calculator_check:
               + comparison.pairing_note(tuned_evals[name], ev, may_differ=("calculator",)))
 
 # %% [markdown]
+# ## On the edge
+# The fine-tuned model as someone deploying it would run it: exported with its adapter merged
+# (`mathkit.export.targets`) to ONNX (fp32, and int8 with weight-only blocks of 32: ONNX Runtime) and
+# to GGUF (Q8_0 and Q4_K_M: llama.cpp), then the torch model and every export answer `edge_group`
+# again, each at `edge_batch_size` (1: one prompt at a time, as a device serves it), with the same
+# prompts, greedy decoding and evaluator. Size is the file (torch: the merged fp32 weights). The
+# exports go to the checkpoint folder, not the report: they are hundreds of MB.
+
+# %%
+edge_rows, edge_skipped = [], {}
+if params.edge_targets:
+    edge_rows_in = groups[params.edge_group]
+    edge_kwargs = {**eval_kwargs, "batch_size": params.edge_batch_size}
+    with session.stage("edge export"):
+        edge_models, edge_skipped = export_targets(params.base_model, checkpoints / "edge", params.edge_targets,
+                                                   adapter=adapter_dir)
+    torch_bytes = sum(p.numel() * p.element_size() for p in tuned.parameters())
+    with session.stage("edge evaluation"):
+        edge_reference = evaluate_model(tuned, tokenizer, edge_rows_in, **edge_kwargs,
+                                        records_path=out / "records" / "edge_torch.jsonl")
+        edge_results = evaluate_exports(edge_models, edge_rows_in, threads=params.threads or None,
+                                        records_dir=out / "records", **edge_kwargs)
+    edge_rows = [edge_row("torch fp32", edge_reference, edge_reference, file_bytes=torch_bytes,
+                          reference_bytes=torch_bytes, batch_size=params.edge_batch_size)]
+    edge_rows += [edge_row(m.name, ev, edge_reference, file_bytes=m.file_bytes, reference_bytes=torch_bytes,
+                           batch_size=params.edge_batch_size, export_seconds=m.export_seconds)
+                  for m, ev in edge_results]
+    display(Markdown(f"**{params.edge_group}** ({len(edge_rows_in)} problems), every backend at batch "
+                     f"{params.edge_batch_size}:\n\n" + edge_markdown(edge_rows)))
+    print("\n".join(goal_text(r) for r in edge_rows[1:]))
+    print("export seconds:", {r["name"]: r["export_seconds"] for r in edge_rows[1:]})
+    for name, why in edge_skipped.items():
+        print(f"{name} skipped: {why}")
+else:
+    print("edge_targets is empty: no exports")
+
+# %%
+if edge_rows:
+    fig = plot_edge(edge_rows, title=f"Fine-tuned {params.base_model} on the edge: {params.edge_group}, "
+                                     f"batch {params.edge_batch_size}")
+    save_figure(fig, out, "edge")
+
+# %% [markdown]
 # ## Report
 # Per group: base and fine-tuned accuracy with 95% intervals, the paired change (problems fixed and
 # broken, exact McNemar test) and the fine-tuned model with the calculator, all on the same
@@ -386,6 +432,8 @@ save_results(
         "memory": {"base_eval": base_eval_memory.as_dict(), "tuned_eval": tuned_eval_memory.as_dict(),
                    "training": result.memory},
         "cost": phases,
+        "edge": {"group": params.edge_group, "batch_size": params.edge_batch_size, "rows": edge_rows,
+                 "skipped": edge_skipped} if params.edge_targets else None,
         "reload_identical": reload_check["identical"],
         "trials": params.trials,
         "data": {"train": len(train_ds), "validation": len(val_ds),
@@ -413,6 +461,7 @@ sentences += [comparison_sentence("the fine-tuned model", r["after"], "the same 
               for r in rows if r["calculator"] is not None]
 sentences.append(f"Training: {result.global_step} optimizer steps on {len(train_ds)} examples at "
                  f"{result.tokens_per_s:.0f} tokens/s; {trainable['percent']:.2f}% of the parameters trainable.")
+sentences += edge_sentences(edge_rows, f"the {params.edge_group} group")
 sentences.append(truncation_sentence({f"{arm} {name}": ev.summary for arm, evals in
                                       (("base", base_evals), ("tuned", tuned_evals), ("calculator", calc_evals))
                                       for name, ev in evals.items()}, params.max_new_tokens))

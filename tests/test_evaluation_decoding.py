@@ -132,3 +132,53 @@ def test_the_decoder_uses_the_growing_cache(model, tok, monkeypatch):
     enc = tok(PROMPTS[:2], return_tensors="pt", padding=True)
     greedy_compacting(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=4, stop_ids=[])
     assert made and made[0].get_seq_length() > enc["input_ids"].shape[1]
+
+
+class _CountingBackend:
+    """A fake backend for greedy_loop: row r's next token is r * 10 + (tokens fed to it so far);
+    it records which rows each step kept."""
+
+    def __init__(self, n):
+        self.rows, self.fed, self.keeps = list(range(n)), {r: 0 for r in range(n)}, []
+
+    def first(self):
+        return [r * 10 for r in self.rows]
+
+    def advance(self, feed, keep):
+        self.keeps.append(keep)
+        if keep is not None:
+            self.rows = [self.rows[i] for i in keep]
+        assert len(feed) == len(self.rows)
+        for r in self.rows:
+            self.fed[r] += 1
+        return [r * 10 + self.fed[r] for r in self.rows]
+
+
+def test_greedy_loop_ends_rows_at_stop_tokens_stoppers_and_the_budget_and_drops_them():
+    from mathkit.evaluation.decoding import greedy_loop
+
+    class StopAtTwo:
+        def stopped(self, tokens):
+            return len(tokens) == 2 and tokens[0] == 20  # row 2 only
+
+    backend = _CountingBackend(4)
+    rows, slots = greedy_loop(backend.first(), backend.advance, max_new_tokens=4, stop_ids=[11],
+                              stopper=StopAtTwo())
+    # row 0: budget; row 1: stop token 11 (kept); row 2: the stopper after 2 tokens; row 3: budget
+    assert rows == [[0, 1, 2, 3], [10, 11], [20, 21], [30, 31, 32, 33]]
+    assert backend.keeps == [None, [0, 3], None]  # rows 1 and 2 leave after their second token
+    assert slots == 4 + 2 + 2
+
+
+def test_greedy_loop_teacher_forcing_feeds_the_forced_tokens():
+    from mathkit.evaluation.decoding import greedy_loop
+
+    fed = []
+
+    def advance(feed, keep):
+        fed.append((list(feed), keep))
+        return [100 + t for t in feed]
+
+    rows, _ = greedy_loop([7, 8], advance, max_new_tokens=0, forced=[[1, 2, 3], [4]])
+    assert rows == [[7, 101, 102], [8]]  # the argmax at each forced position
+    assert fed == [([1], [0]), ([2], None)]  # row 1 had its one prediction at the prompt

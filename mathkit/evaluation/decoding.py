@@ -9,6 +9,10 @@ keys and values, and the attention mask and next tokens are indexed alike. A row
 a stop token (EOS, end of turn), when a :class:`~mathkit.evaluation.stopping.RowStopper` says so,
 or at ``max_new_tokens``.
 
+The loop itself, :func:`greedy_loop` (the rule that ends a row, which rows are left), is the one
+the other backends decode with too (:mod:`mathkit.inference`: ONNX Runtime, llama.cpp); each
+backend only says how to run one step and drop rows from its cache.
+
 Each row's tokens are those ``model.generate(do_sample=False)`` writes for it (checked by the
 tests on a tiny Llama); in fp32 the rows do not depend on which other rows share the batch.
 
@@ -109,19 +113,16 @@ def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class _Batch:
-    """The unfinished rows: their index in the caller's batch, mask, next position and token."""
+    """The unfinished rows' attention mask and next positions, narrowed as rows leave."""
 
     def __init__(self, attention_mask: torch.Tensor):
-        self.rows = list(range(attention_mask.shape[0]))
         self.mask = attention_mask
         self.next_pos = attention_mask.long().sum(-1, keepdim=True)
 
-    def keep(self, keep: list[int], cache: DynamicCache, tokens: torch.Tensor) -> torch.Tensor:
+    def keep(self, keep: list[int], cache: DynamicCache) -> None:
         index = torch.tensor(keep, device=self.mask.device)
         cache.batch_select_indices(index)
-        self.rows = [self.rows[i] for i in keep]
         self.mask, self.next_pos = self.mask[index], self.next_pos[index]
-        return tokens[index]
 
     def step_inputs(self, tokens: torch.Tensor) -> dict:
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
@@ -131,10 +132,47 @@ class _Batch:
         return inputs
 
 
+def greedy_loop(first: list[int], advance, *, max_new_tokens: int, stop_ids=(), stopper=None,
+                forced: list[list[int]] | None = None) -> tuple[list[list[int]], int]:
+    """The decoding loop every backend shares (torch here, ONNX Runtime, llama.cpp): the rule that
+    ends a row and the bookkeeping of which rows are left; the backend only computes.
+
+    ``first``: the argmax after each row's prompt. ``advance(feed, keep)`` runs one step for the
+    rows still going and returns their argmax: ``feed`` holds their next tokens and ``keep``, when
+    some rows finished, the positions (in the previous step's rows) of those that remain, whose
+    cache rows the backend keeps. A row ends at a stop token, when ``stopper.stopped(tokens)``
+    says so, or at ``max_new_tokens``. With ``forced``, row ``r`` is fed ``forced[r]`` instead of
+    its argmax and ends after ``len(forced[r])`` predictions (teacher forcing: the rows returned
+    are the argmax at each of those positions). Returns the tokens of each row (up to and
+    including its stop token) and the decode slots computed (row-steps after the prompt)."""
+    generated: list[list[int]] = [[] for _ in first]
+    rows, tokens, stop_set, slots = list(range(len(first))), first, set(stop_ids), 0
+    for step in range(max_new_tokens if forced is None else max(map(len, forced), default=0)):
+        keep, feed = [], []
+        for i, (row, token) in enumerate(zip(rows, tokens)):
+            generated[row].append(token)
+            if forced is not None:
+                done = len(generated[row]) >= len(forced[row])
+                token = token if done else forced[row][step]
+            else:
+                done = (token in stop_set or step + 1 == max_new_tokens
+                        or (stopper is not None and stopper.stopped(generated[row])))
+            if not done:
+                keep.append(i)
+                feed.append(token)
+        if not keep:
+            break
+        shrunk = len(keep) < len(rows)
+        rows = [rows[i] for i in keep]
+        tokens = advance(feed, keep if shrunk else None)
+        slots += len(rows)
+    return generated, slots
+
+
 @torch.no_grad()
 def greedy_compacting(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
                       max_new_tokens: int, stop_ids: list[int], stopper=None) -> tuple[list[list[int]], int]:
-    """Greedy-decode a left-padded batch, dropping rows as they finish.
+    """Greedy-decode a left-padded batch, dropping rows as they finish (:func:`greedy_loop`).
 
     Returns the new tokens of each row (up to and including its stop token) and the number of
     decode slots computed (row-steps after the prefill), for the padding-waste statistics.
@@ -143,22 +181,13 @@ def greedy_compacting(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     kw = {_cache_keyword(model): cache, "use_cache": True, "logits_to_keep": 1}
     out = model(input_ids=input_ids, attention_mask=attention_mask,
                 position_ids=_positions(attention_mask), **kw)
-    tokens = out.logits[:, -1, :].argmax(-1)
-    generated: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
-    batch, stop_set, slots = _Batch(attention_mask), set(stop_ids), 0
-    for step in range(max_new_tokens):
-        keep = []
-        for i, (row, token) in enumerate(zip(batch.rows, tokens.tolist())):
-            generated[row].append(token)
-            done = (token in stop_set or step + 1 == max_new_tokens
-                    or (stopper is not None and stopper.stopped(generated[row])))
-            if not done:
-                keep.append(i)
-        if not keep:
-            break
-        if len(keep) < len(batch.rows):
-            tokens = batch.keep(keep, cache, tokens)
-        out = model(**batch.step_inputs(tokens), **kw)
-        slots += len(batch.rows)
-        tokens = out.logits[:, -1, :].argmax(-1)
-    return generated, slots
+    batch = _Batch(attention_mask)
+
+    def advance(feed: list[int], keep: list[int] | None) -> list[int]:
+        if keep is not None:
+            batch.keep(keep, cache)
+        tokens = torch.tensor(feed, dtype=input_ids.dtype, device=input_ids.device)
+        return model(**batch.step_inputs(tokens), **kw).logits[:, -1, :].argmax(-1).tolist()
+
+    return greedy_loop(out.logits[:, -1, :].argmax(-1).tolist(), advance, max_new_tokens=max_new_tokens,
+                       stop_ids=stop_ids, stopper=stopper)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mathkit.errors import MathkitError, ParamsError
+from mathkit.evaluation.decoding import greedy_loop
 from mathkit.export.gguf_export import MANIFEST
 
 log = logging.getLogger(__name__)
@@ -158,16 +159,15 @@ class LlamaCppModel:
         if len(prompt) + max_new_tokens > self.llama.n_ctx():
             raise ParamsError(f"{len(prompt)} prompt tokens + {max_new_tokens} new tokens exceed llama.cpp's "
                               f"context of {self.llama.n_ctx()}: load with a larger n_ctx")
-        stop_set, generated = set(stop_ids), []
         self.llama.reset()  # n_tokens back to 0; the next eval overwrites the cache from position 0
         self.llama.eval(prompt)
-        for _ in range(max_new_tokens):
-            token = int(np.argmax(self._last_logits()))
-            generated.append(token)
-            if token in stop_set or (stopper is not None and stopper.stopped(generated)):
-                break
-            if len(generated) < max_new_tokens:
-                self.llama.eval([token])
+
+        def advance(feed: list[int], keep) -> list[int]:  # one row: it never shrinks, it ends
+            self.llama.eval(feed)
+            return [int(np.argmax(self._last_logits()))]
+
+        (generated,), _ = greedy_loop([int(np.argmax(self._last_logits()))], advance, max_new_tokens=max_new_tokens,
+                                      stop_ids=stop_ids, stopper=stopper)
         return generated
 
     def greedy_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,

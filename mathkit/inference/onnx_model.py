@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from mathkit.errors import MathkitError
+from mathkit.evaluation.decoding import greedy_loop
 from mathkit.export.onnx_export import read_manifest
 
 log = logging.getLogger(__name__)
@@ -99,43 +100,30 @@ class OnnxCausalLM:
 
     def _decode(self, input_ids, attention_mask, *, max_new_tokens: int, stop_ids=(), stopper=None,
                 forced: list[list[int]] | None = None) -> tuple[list[list[int]], int]:
-        """The compacting greedy loop. With ``forced``, row ``r`` is fed ``forced[r]`` instead of
-        its own argmax and ends after ``len(forced[r])`` predictions (teacher forcing: the
-        returned rows are the argmax at each of those positions)."""
+        """:func:`~mathkit.evaluation.decoding.greedy_loop` with this graph's steps: positions from
+        the left-padded mask as ``generate`` computes them, the past tensors fed back, the rows that
+        finished dropped from mask, positions and past alike."""
         ids = np.asarray(input_ids.cpu().numpy() if torch.is_tensor(input_ids) else input_ids, dtype=np.int64)
         mask = np.asarray(attention_mask.cpu().numpy() if torch.is_tensor(attention_mask) else attention_mask,
                           dtype=np.int64)
-        batch = ids.shape[0]
         positions = np.where(mask == 0, 1, mask.cumsum(-1) - 1)  # as generate computes them
-        empty = np.zeros((batch, self.kv_heads, 0, self.head_dim), dtype=np.float32)
+        empty = np.zeros((ids.shape[0], self.kv_heads, 0, self.head_dim), dtype=np.float32)
         logits, past = self._step(ids, mask, positions, [empty] * (2 * self.n_layers))
-        rows, next_pos = list(range(batch)), mask.sum(-1, keepdims=True)
-        generated: list[list[int]] = [[] for _ in range(batch)]
-        stop_set, slots = set(stop_ids), 0
-        for step in range(max_new_tokens if forced is None else max(map(len, forced), default=0)):
-            keep, feed = [], []
-            for i, (row, token) in enumerate(zip(rows, logits.argmax(-1).tolist())):
-                generated[row].append(token)
-                if forced is not None:
-                    done = len(generated[row]) >= len(forced[row])
-                    token = forced[row][step] if not done else token
-                else:
-                    done = (token in stop_set or step + 1 == max_new_tokens
-                            or (stopper is not None and stopper.stopped(generated[row])))
-                if not done:
-                    keep.append(i)
-                    feed.append(token)
-            if not keep:
-                break
-            if len(keep) < len(rows):  # finished rows leave the batch, their cache rows too
+        state = {"mask": mask, "next_pos": mask.sum(-1, keepdims=True), "past": past}
+
+        def advance(feed: list[int], keep: list[int] | None) -> list[int]:
+            if keep is not None:  # finished rows leave the batch, their cache rows too
                 index = np.asarray(keep)
-                rows, mask, next_pos = [rows[i] for i in keep], mask[index], next_pos[index]
-                past = [p[index] for p in past]
-            mask = np.concatenate([mask, np.ones((len(rows), 1), dtype=np.int64)], axis=1)
-            logits, past = self._step(np.asarray(feed, dtype=np.int64)[:, None], mask, next_pos, past)
-            next_pos = next_pos + 1
-            slots += len(rows)
-        return generated, slots
+                state["mask"], state["next_pos"] = state["mask"][index], state["next_pos"][index]
+                state["past"] = [p[index] for p in state["past"]]
+            state["mask"] = np.concatenate([state["mask"], np.ones((len(feed), 1), dtype=np.int64)], axis=1)
+            logits, state["past"] = self._step(np.asarray(feed, dtype=np.int64)[:, None], state["mask"],
+                                               state["next_pos"], state["past"])
+            state["next_pos"] = state["next_pos"] + 1
+            return logits.argmax(-1).tolist()
+
+        return greedy_loop(logits.argmax(-1).tolist(), advance, max_new_tokens=max_new_tokens, stop_ids=stop_ids,
+                           stopper=stopper, forced=forced)
 
     def greedy_rows(self, input_ids, attention_mask, *, max_new_tokens: int, stop_ids, stopper=None):
         """Greedy new tokens of each row of a left-padded batch (up to and including its stop
