@@ -81,3 +81,15 @@ def test_bad_values_fail_with_one_line_naming_the_key(tmp_path, text, key):
     with pytest.raises(ParamsError) as err:
         _load(tmp_path, text)
     assert f"'{key}'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_memory_estimate_of_the_evaluations_is_for_the_unquantized_model_it_evaluates():
+    p = QloraGemma3Params(merge_dtype="bfloat16")
+    tuning, generation = p.memory_estimates()
+    assert tuning.method == "qlora" and tuning.settings["dtype"] == "nf4"
+    assert generation.settings["dtype"] == generation.settings["compute_dtype"] == "bfloat16"
+
+
+def test_edge_targets_belong_to_notebook_02(tmp_path):
+    with pytest.raises(ParamsError, match="notebook 03 has no edge section"):
+        _load(tmp_path, "edge_targets: [onnx_int8]\nedge_group: held_out\n")

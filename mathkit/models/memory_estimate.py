@@ -333,12 +333,12 @@ def estimate_training_run(model, method: str, training: dict, *, seq_len: int | 
     ``options`` go to :func:`estimate` (dtype, LoRA rank and targets, device). Without a
     ``device`` the block is first adapted to this machine as the trainer adapts it
     (:func:`mathkit.training.policy.apply_machine_policy`: no paged optimizer or fp16 on a CPU)."""
+    if method == "inference":
+        raise ParamsError("estimate_training_run estimates training; use estimate(..., 'inference') for generation")
     if options.get("device") is None:
         from mathkit.training.policy import apply_machine_policy
 
         training = apply_machine_policy(training, quiet=True)
-    if method == "inference":
-        raise ParamsError("estimate_training_run estimates training; use estimate(..., 'inference') for generation")
     seq_len = seq_len or training.get("max_length")
     if not seq_len:
         raise ParamsError("the training block has no max_length: pass seq_len= (the longest training example)")

@@ -294,5 +294,11 @@ class LoraSftParams(TrainingParams):
             tuning = estimate_training_run(self.base_model, "lora", training, dtype=weights, **lora)
         seq_len = training.get("max_length") or 512
         generation = estimate(self.base_model, "inference", seq_len=seq_len, batch=self.eval_batch_size,
-                              dtype="nf4" if self.load_in_4bit else weights, compute_dtype=weights)
+                              **self._evaluation_dtypes())
         return [tuning, generation]
+
+    def _evaluation_dtypes(self) -> dict:
+        """The weights' and compute dtypes the evaluations generate with: the loaded model's (a
+        4-bit base keeps its adapter unmerged, so its evaluations run on the 4-bit weights)."""
+        weights = None if self.model_dtype == "auto" else self.model_dtype
+        return {"dtype": "nf4" if self.load_in_4bit else weights, "compute_dtype": weights}

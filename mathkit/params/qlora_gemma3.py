@@ -121,3 +121,15 @@ class QloraGemma3Params(LoraSftParams):
         if value != "think":
             raise ValueError("MathX solutions are <think> reasoning: prompt_style must be 'think'")
         return value
+
+    @field_validator("edge_targets")
+    @classmethod
+    def _no_edge_section(cls, value: list[str]) -> list[str]:
+        if value:
+            raise ValueError("notebook 03 has no edge section (notebook 02 has): export its merged model with "
+                             "`python -m mathkit export --checkpoint <output>/merged --format onnx|gguf`")
+        return value
+
+    def _evaluation_dtypes(self) -> dict:
+        """Notebook 03 evaluates the base and the merged model un-quantized, in ``merge_dtype``."""
+        return {"dtype": self.merge_dtype, "compute_dtype": self.merge_dtype}
