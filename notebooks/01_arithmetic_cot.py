@@ -114,6 +114,8 @@ from mathkit.evaluation.metrics import format_interval, headline_accuracy
 from mathkit.jsonl import write_jsonl
 from mathkit.models import build_decoder, save
 from mathkit.models.char_tokenizer import build_char_tokenizer
+from mathkit.models.decoder import decoder_config
+from mathkit.models.memory_estimate import estimate_training_run, estimates_text
 from mathkit.params.arithmetic_cot import ArithmeticCotParams
 from mathkit.reporting.charts import plot_accuracy_by, plot_loss_curves
 from mathkit.reporting.conclusion import conclusion_markdown
@@ -162,8 +164,14 @@ print(example, "->", tokenizer.convert_ids_to_tokens(tokenizer(example)["input_i
 
 # %% [markdown]
 # ## Model
+# First what training it will need (`mathkit.models.memory_estimate`, from the config alone: weights,
+# gradients, AdamW states, activations of a full batch of `max_length` tokens), then the model.
 
 # %% tags=["nbval-check-output"]
+print(estimates_text(lambda: [estimate_training_run(
+    decoder_config(params.model_size, tokenizer, positional_encoding=params.positional_encoding,
+                   max_position_embeddings=params.max_length),
+    "full", params.training_settings(), seq_len=params.max_length, dtype="float32")]))
 model = build_decoder(params.model_size, tokenizer, positional_encoding=params.positional_encoding,
                       max_position_embeddings=params.max_length)
 n_params = sum(p.numel() for p in model.parameters())
