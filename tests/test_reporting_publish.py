@@ -29,9 +29,23 @@ def test_merge_parameters_cells_keeps_one_cell_with_the_injected_values():
     assert len(nb.cells) == 2
     assert nb.cells[0].metadata["tags"] == ["injected-parameters", "parameters"]
     assert "seed = 3\nn = 500" in nb.cells[0].source and "seed = 0" not in nb.cells[0].source
+    merged = nbformat.from_dict(nb)
+    merge_parameters_cells(nb)  # a report cleaned again (e.g. after a new noise pattern): unchanged
+    assert nb == merged
     plain = new_notebook(cells=[new_code_cell("seed = 0", metadata={"tags": ["parameters"]})])
     merge_parameters_cells(plain)  # not run by papermill: untouched
     assert plain.cells[0].source == "seed = 0"
+
+
+def test_llama_cpp_quantizer_and_torch_onnx_notices_are_dropped_their_summary_kept():
+    text = ("W1202 03:18:16.674000 27151 torch/onnx/_internal/exporter/_registration.py:107] torchvision is "
+            "not installed. Skipping torchvision::nms\n"
+            "warning: blk.0.attn_k.weight                  - ncols    576 not divisible by 256 (required for type "
+            "   q4_K) \n"
+            "-> falling back to    q5_0\n"
+            "llama_model_quantize_impl: WARNING: 180 of 272 tensor(s) required fallback quantization\n")
+    assert clean_stream_text(text) == ("llama_model_quantize_impl: WARNING: 180 of 272 tensor(s) required "
+                                       "fallback quantization\n")
 
 
 def test_clean_notebook_makes_paths_relative_everywhere():

@@ -186,17 +186,28 @@ def quantize_gguf(source: Path, target: Path, quantization: str, *, threads: int
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANTIZATIONS[key])
     params.nthread = threads or 0  # 0: llama.cpp picks the hardware threads
-    # llama.cpp's own log (a line per tensor) goes through this logger; llama-cpp-python maps ggml's
-    # INFO to WARNING and WARN to ERROR, so ERROR keeps only the warnings (K-quant fallbacks).
-    chatter = logging.getLogger("llama-cpp-python")
-    level = chatter.level
-    chatter.setLevel(max(level, logging.ERROR))
+    # llama.cpp logs a line per tensor, and two per tensor that falls back to another type (K-quants
+    # need rows that are a multiple of 256: all of SmolLM2's 576-wide ones). They are collected here
+    # instead of reaching stderr (hundreds of lines in a notebook); its summary line is logged.
+    collected: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def collect(level, text, user_data):
+        collected.append(text.decode("utf-8", errors="replace"))
+
+    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
     try:
         code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
     finally:
-        chatter.setLevel(level)
+        from llama_cpp._logger import llama_log_callback  # llama-cpp-python's own, set when it imports
+
+        llama_cpp.llama_log_set(llama_log_callback, ctypes.c_void_p(0))
+    for line in "".join(collected).splitlines():
+        if "required fallback quantization" in line:
+            log.warning("%s: %s (K-quants need rows that are a multiple of 256)", key, line.split("WARNING:")[-1].strip())
     if code != 0 or not target.is_file():
-        raise MathkitError(f"llama.cpp could not quantize {source.name} to {key} (code {code})")
+        raise MathkitError(f"llama.cpp could not quantize {source.name} to {key} (code {code}): "
+                           + " ".join("".join(collected).split()[-40:]))
     return target
 
 

@@ -120,13 +120,13 @@ def _dynamic_shapes(n_layers: int) -> tuple:
 
 
 @contextmanager
-def _quiet(*names: str):
+def _quiet(*names: str, level: int = logging.WARNING):
     """The exporter's optimizer passes log one INFO line per folded node and per merged weight
-    (thousands for SmolLM2) where a caller logs at INFO: keep their warnings only."""
+    (thousands for SmolLM2) where a caller logs at INFO: keep their warnings only (or less)."""
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(max(lg.level, logging.WARNING))
+        lg.setLevel(max(lg.level, level))
     try:
         yield
     finally:
@@ -142,7 +142,10 @@ def _export(step: CachedStep, sample: tuple, path: Path, names_in, names_out, *,
     such a branch must be skipped while exporting (``torch.compiler.is_exporting()``), as our
     decoder's fast unpadded path is; the sample is padded, so the graph keeps the general path."""
     try:
-        with warnings.catch_warnings(), _quiet("onnxscript", "onnx_ir"):  # naming notes about shared axes
+        # naming notes about shared axes; the exporter's registry warns once per process that the
+        # torchvision operators (nms, roi_align, ...) it could translate are not installed
+        with warnings.catch_warnings(), _quiet("onnxscript", "onnx_ir"), \
+                _quiet("torch.onnx._internal.exporter._registration", level=logging.ERROR):
             warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
             program = torch.onnx.export(step.eval(), sample, input_names=names_in,

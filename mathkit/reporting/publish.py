@@ -28,7 +28,12 @@ PARAMETERS_NOTE = ("# Parameters of this run, as injected by `python -m mathkit 
 PROGRESS_LINE = re.compile(r"\d+%\|.*\||\|[#█▏▎▍▌▋▊▉ ]+\||\d+/\d+ \[\d+:\d+(:\d+)?<")
 # warnings.warn output: "path/to/file.py:123: FutureWarning: message", then the indented source line
 WARNING_HEADER = re.compile(r"^\S.*:\d+: \w*Warning: ")
-NOISE_LINES = (re.compile(r"Failed to load CPU gemm_4bit_forward from kernels-community"),)
+NOISE_LINES = (re.compile(r"Failed to load CPU gemm_4bit_forward from kernels-community"),
+               # llama.cpp's quantizer, per tensor, before its one-line summary (K-quant fallbacks)
+               re.compile(r"^warning: blk\.\S+ +- ncols +\d+ not divisible by \d+"),
+               re.compile(r"^-> falling back to +\w+\s*$"),
+               # torch.onnx's exporter, once per process: torchvision's operators it cannot register
+               re.compile(r"torchvision is not installed\. Skipping torchvision::"))
 
 
 def _final_state(line: str) -> str:
@@ -75,10 +80,13 @@ def merge_parameters_cells(nb) -> None:
     """
     cells = nb.cells
     injected = next((i for i, c in enumerate(cells) if INJECTED_TAG in c.metadata.get("tags", [])), None)
-    defaults = next((i for i, c in enumerate(cells) if PARAMETERS_TAG in c.metadata.get("tags", [])), None)
+    defaults = next((i for i, c in enumerate(cells) if PARAMETERS_TAG in c.metadata.get("tags", [])
+                     and INJECTED_TAG not in c.metadata.get("tags", [])), None)
     if injected is None:
         return
     source = cells[injected].source
+    if source.startswith(PARAMETERS_NOTE):  # a report cleaned before: nothing left to merge
+        return
     body = source.split("\n", 1)[1] if source.startswith("# Parameters\n") else source
     cells[injected].source = PARAMETERS_NOTE + body
     if defaults is not None:
