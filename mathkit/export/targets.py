@@ -3,8 +3,8 @@
 A *target* is a format a person deploying the model would run: ``onnx_fp32`` and ``onnx_int8``
 (ONNX Runtime, :mod:`mathkit.export.onnx_export` / :mod:`mathkit.export.quantize`), ``gguf_q8_0``
 and ``gguf_q4_k_m`` (llama.cpp, :mod:`mathkit.export.gguf_export`). :func:`export_targets` writes
-the ONNX graph once for both ONNX targets and one GGUF file per quantization, reuses what an
-earlier call left in the folder, and returns an :class:`EdgeModel` per target: what
+the ONNX graph once for both ONNX targets and one GGUF file per quantization (anew each call, or
+kept from an earlier call with ``reuse=True``), and returns an :class:`EdgeModel` per target: what
 :func:`mathkit.inference.load_backend` needs to open it, its file size and the seconds its export
 took. llama.cpp targets are skipped, with the reason, where ``llama-cpp-python`` is not installed
 (it is the optional ``mathkit[edge]`` extra); every other failure is raised.
