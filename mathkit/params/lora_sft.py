@@ -286,7 +286,7 @@ class LoraSftParams(TrainingParams):
         from mathkit.models.memory_estimate import estimate, estimate_training_run
 
         training = self.training_settings()
-        weights = None if self.model_dtype == "auto" else self.model_dtype
+        weights = self._weights_dtype()
         lora = dict(lora_rank=self.lora_r, lora_targets=self.lora_target_modules, lora_dropout=self.lora_dropout)
         if self.load_in_4bit:
             tuning = estimate_training_run(self.base_model, "qlora", training, compute_dtype=weights, **lora)
@@ -300,5 +300,9 @@ class LoraSftParams(TrainingParams):
     def _evaluation_dtypes(self) -> dict:
         """The weights' and compute dtypes the evaluations generate with: the loaded model's (a
         4-bit base keeps its adapter unmerged, so its evaluations run on the 4-bit weights)."""
-        weights = None if self.model_dtype == "auto" else self.model_dtype
+        weights = self._weights_dtype()
         return {"dtype": "nf4" if self.load_in_4bit else weights, "compute_dtype": weights}
+
+    def _weights_dtype(self) -> str | None:
+        """``model_dtype`` for the estimator (None for "auto": the estimator's default for the device)."""
+        return None if self.model_dtype == "auto" else self.model_dtype
