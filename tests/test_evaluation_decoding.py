@@ -182,3 +182,62 @@ def test_greedy_loop_teacher_forcing_feeds_the_forced_tokens():
     rows, _ = greedy_loop([7, 8], advance, max_new_tokens=0, forced=[[1, 2, 3], [4]])
     assert rows == [[7, 101, 102], [8]]  # the argmax at each forced position
     assert fed == [([1], [0]), ([2], None)]  # row 1 had its one prediction at the prompt
+
+
+def test_prefill_groups_rows_of_similar_length_within_the_budget():
+    from mathkit.evaluation.decoding import prefill_groups
+
+    lengths = [5, 30, 8, 29, 7, 100]
+    # longest first; each group's rows x its longest <= 60; a row over the budget stands alone
+    assert prefill_groups(lengths, 60) == [[5], [1, 3], [2, 4, 0]]
+    assert prefill_groups(lengths, 59) == [[5], [1], [3, 2], [4, 0]]
+    assert prefill_groups(lengths, 10_000) == [[5, 1, 3, 2, 4, 0]]
+
+
+def test_prompts_prefilled_in_groups_decode_exactly_as_one_batch(model, tok, monkeypatch):
+    from mathkit.evaluation import decoding
+
+    stop_ids = _stop_ids(tok)
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    lengths = enc["attention_mask"].sum(-1).tolist()
+    monkeypatch.setattr(decoding, "PREFILL_TOKENS", 2 * max(lengths))
+    groups = decoding.prefill_groups(lengths, decoding.PREFILL_TOKENS)
+    assert len(groups) > 2 and len({lengths[g[0]] for g in groups}) > 2, "groups of different widths"
+    rows, _ = greedy_compacting(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=24,
+                                stop_ids=stop_ids)
+    assert rows == _generate_rows(model, tok, PROMPTS, 24, stop_ids)
+
+
+def test_a_grouped_prefill_leaves_the_cache_one_batch_prefill_leaves(model, tok):
+    from mathkit.evaluation.decoding import prefill
+
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    (grouped, first_g), (whole, first_w) = (prefill(model, enc["input_ids"], enc["attention_mask"], budget=b)
+                                            for b in (12, 10_000))
+    assert first_g == first_w
+    mask = enc["attention_mask"].bool()[:, None, :, None]  # the padding columns differ (zeros vs garbage)
+    for a, b in zip(grouped.layers, whole.layers):
+        assert a.keys.shape == b.keys.shape
+        torch.testing.assert_close(a.keys * mask, b.keys * mask)
+        torch.testing.assert_close(a.values * mask, b.values * mask)
+
+
+def test_caches_with_sliding_window_layers_are_prefilled_as_one_batch(model, tok, monkeypatch):
+    from transformers.cache_utils import DynamicSlidingWindowLayer
+
+    from mathkit.evaluation import decoding
+
+    real = decoding.growing_cache
+
+    def with_a_window(m):
+        cache = real(m)
+        cache.layers[0] = DynamicSlidingWindowLayer(sliding_window=64)
+        return cache
+
+    monkeypatch.setattr(decoding, "growing_cache", with_a_window)
+    calls = []
+    monkeypatch.setattr(decoding, "_forward_prefill",
+                        lambda *a, **k: calls.append(a[1].shape) or (None, torch.zeros(a[1].shape[0], dtype=torch.long)))
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    decoding.prefill(model, enc["input_ids"], enc["attention_mask"], budget=12)
+    assert calls == [enc["input_ids"].shape]

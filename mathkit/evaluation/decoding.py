@@ -21,6 +21,12 @@ The cache's full-attention layers keep their keys and values in a buffer with ro
 which copies the whole cache at every step (20% of a SmolLM2 decode step at batch 32 measured with
 the torch profiler here); writing the new token in place and handing attention a view costs the
 copy once per growth of the buffer instead.
+
+The prompts are prefilled in groups of similar length (:func:`prefill`), not as one batch: a
+batch of 100 GSM8K prompts (60 to 181 tokens) padded to its longest is 18,100 positions for
+9,681 real tokens, and attention over the padding grows with its square (45 s for the 100
+prompts in one forward vs 17 s in groups of ~10 on 2 threads, measured here). The groups'
+caches are then merged into the one left-padded batch the decode steps need.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 GROW_BY = 256  # tokens of spare room added when a layer's buffer is full
+PREFILL_TOKENS = 1024  # padded positions per prefill forward (rows x longest prompt in the group)
 
 
 def _cache_keyword(model) -> str:
@@ -169,6 +176,66 @@ def greedy_loop(first: list[int], advance, *, max_new_tokens: int, stop_ids=(), 
     return generated, slots
 
 
+def prefill_groups(lengths: list[int], budget: int) -> list[list[int]]:
+    """Rows grouped by length, longest first, each group's rows x longest length <= ``budget``
+    (a row longer than the budget is a group of its own)."""
+    groups: list[list[int]] = []
+    for row in sorted(range(len(lengths)), key=lambda r: (-lengths[r], r)):
+        group = groups[-1] if groups else None
+        if group and (len(group) + 1) * lengths[group[0]] <= budget:
+            group.append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def _forward_prefill(model, input_ids, attention_mask, cache=None):
+    cache = growing_cache(model) if cache is None else cache
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
+                **{_cache_keyword(model): cache, "use_cache": True, "logits_to_keep": 1})
+    return cache, out.logits[:, -1, :].argmax(-1)
+
+
+def _mergeable(cache: DynamicCache) -> bool:
+    """Whether groups' caches can be written into one (all full-attention :class:`GrowingLayer` s;
+    a cache without a config makes its layers on first use, all of that class)."""
+    return all(type(layer) is GrowingLayer for layer in cache.layers)
+
+
+@torch.no_grad()
+def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+            budget: int | None = None) -> tuple[DynamicCache, list[int]]:
+    """Run the prompts of a left-padded batch, in groups of similar length, into one cache.
+
+    Each group is cut to its own longest prompt (its left columns are padding for all its rows),
+    run, and its keys and values are written right-aligned into the batch's cache; the padding
+    columns hold zeros (the attention mask hides them). Returns the cache, holding the batch in
+    its row order, and each row's argmax after its prompt. Caches with layers other than
+    :class:`GrowingLayer` (sliding windows) are run as one batch."""
+    lengths = attention_mask.sum(-1).tolist()
+    groups = prefill_groups(lengths, PREFILL_TOKENS if budget is None else budget)
+    merged = growing_cache(model)
+    if len(groups) == 1 or not _mergeable(merged):
+        cache, first = _forward_prefill(model, input_ids, attention_mask, merged)
+        return cache, first.tolist()
+    width, device = input_ids.shape[1], input_ids.device
+    first = torch.empty(len(lengths), dtype=torch.long, device=device)
+    caches = []
+    for group in groups:
+        index, cut = torch.tensor(group, device=device), width - int(lengths[group[0]])
+        cache, top = _forward_prefill(model, input_ids[index, cut:], attention_mask[index, cut:])
+        first[index] = top
+        caches.append((index, cut, cache))
+    for i, like in enumerate(caches[0][2].layers):
+        shape = (len(lengths), *like.keys.shape[1:-2], width, like.keys.shape[-1])
+        keys, values = like.keys.new_zeros(shape), like.values.new_zeros(shape)
+        for index, cut, cache in caches:
+            keys[index, ..., cut:, :] = cache.layers[i].keys
+            values[index, ..., cut:, :] = cache.layers[i].values
+        merged.update(keys, values, i)
+    return merged, first.tolist()
+
+
 @torch.no_grad()
 def greedy_compacting(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
                       max_new_tokens: int, stop_ids: list[int], stopper=None) -> tuple[list[list[int]], int]:
@@ -177,10 +244,8 @@ def greedy_compacting(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     Returns the new tokens of each row (up to and including its stop token) and the number of
     decode slots computed (row-steps after the prefill), for the padding-waste statistics.
     ``stopper``: an object with ``stopped(tokens) -> bool`` (stop strings, answer end)."""
-    cache = growing_cache(model)
+    cache, first = prefill(model, input_ids, attention_mask)
     kw = {_cache_keyword(model): cache, "use_cache": True, "logits_to_keep": 1}
-    out = model(input_ids=input_ids, attention_mask=attention_mask,
-                position_ids=_positions(attention_mask), **kw)
     batch = _Batch(attention_mask)
 
     def advance(feed: list[int], keep: list[int] | None) -> list[int]:
@@ -189,5 +254,5 @@ def greedy_compacting(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         tokens = torch.tensor(feed, dtype=input_ids.dtype, device=input_ids.device)
         return model(**batch.step_inputs(tokens), **kw).logits[:, -1, :].argmax(-1).tolist()
 
-    return greedy_loop(out.logits[:, -1, :].argmax(-1).tolist(), advance, max_new_tokens=max_new_tokens,
+    return greedy_loop(first, advance, max_new_tokens=max_new_tokens,
                        stop_ids=stop_ids, stopper=stopper)
