@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +35,7 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 from mathkit.evaluation.calculator import CalculatorLogitsProcessor
 from mathkit.evaluation.decoding import greedy_compacting, supports_compacting
 from mathkit.evaluation.stopping import RowStopper, StopRule, StopRuleCriteria
+from mathkit.evaluation.weight_layout import column_major_linears
 
 DECODERS = ("auto", "compact", "generate", "external")
 
@@ -85,6 +87,13 @@ def _finish_row(row: list[int], stop_set: set[int], tokenizer, rule: StopRule,
     text = tokenizer.decode(row[:n], skip_special_tokens=skip_special_tokens)
     text, by_rule = rule.apply(text)  # also where a model ignored the stopping criteria
     return text, n, at_stop_token or by_rule, by_rule
+
+
+def _weight_layout(model, decoder: str, device):
+    """Column-major linear weights while a torch model decodes on the CPU (weight_layout)."""
+    if decoder == "external" or device.type != "cpu":
+        return nullcontext()
+    return column_major_linears(model)
 
 
 def _autocast(device: str, bf16: bool):
@@ -208,21 +217,22 @@ def generate_batched(
     seconds, calculator_uses, slots = 0.0, 0, 0
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
     try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                            add_special_tokens=add_special_tokens).to(device)
-            t0 = time.perf_counter()
-            with _autocast(device.type, bf16):
-                new, uses, n_slots = _DECODE[decoder](model, tokenizer, enc, max_new_tokens=max_new_tokens,
-                                                      stop_ids=stop_ids, calculator=calculator, rule=rule)
-            seconds += time.perf_counter() - t0
-            calculator_uses += uses
-            slots += n_slots
-            for row, i in zip(new, idx):
-                completions[i], counts[i], finished[i], by_rule[i] = _finish_row(
-                    row, stop_set, tokenizer, rule, skip_special_tokens)
-            bar.update(len(idx))
+        with _weight_layout(model, decoder, device):
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                                add_special_tokens=add_special_tokens).to(device)
+                t0 = time.perf_counter()
+                with _autocast(device.type, bf16):
+                    new, uses, n_slots = _DECODE[decoder](model, tokenizer, enc, max_new_tokens=max_new_tokens,
+                                                          stop_ids=stop_ids, calculator=calculator, rule=rule)
+                seconds += time.perf_counter() - t0
+                calculator_uses += uses
+                slots += n_slots
+                for row, i in zip(new, idx):
+                    completions[i], counts[i], finished[i], by_rule[i] = _finish_row(
+                        row, stop_set, tokenizer, rule, skip_special_tokens)
+                bar.update(len(idx))
     finally:
         bar.close()
         tokenizer.padding_side = old_side
