@@ -108,15 +108,45 @@ def test_a_tokenizer_without_chat_template_is_refused(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_copy_that_does_not_reproduce_the_model_is_not_cached(monkeypatch, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    fake_loader(monkeypatch)
+
+    real_save = LlamaForCausalLM.save_pretrained
+
+    def save_with_a_changed_weight(self, folder, **kwargs):
+        with torch.no_grad():
+            self.model.norm.weight.add_(1e-3)
+        try:
+            return real_save(self, folder, **kwargs)
+        finally:
+            with torch.no_grad():
+                self.model.norm.weight.sub_(1e-3)
+
+    monkeypatch.setattr(LlamaForCausalLM, "save_pretrained", save_with_a_changed_weight)
+    with pytest.raises(MathkitError, match="does not reproduce"):
+        gguf.convert(SMOLLM2_135M_INSTRUCT, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_copy_check_is_recorded(monkeypatch, tmp_path):
+    fake_loader(monkeypatch)
+    check = gguf.read_source(gguf.convert(SMOLLM2_135M_INSTRUCT, tmp_path))["copy_check"]
+    assert check["identical_ids"] and check["identical_logits"] and check["text"] == gguf.PROBE_TEXT
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", [SMOLLM2_135M_INSTRUCT, GEMMA3_270M], ids=lambda e: e.name)
-def test_cached_copy_gives_the_logits_of_the_dequantized_gguf(entry, tmp_path):
-    """The real GGUF (25-60 s to read) against the copy in the user cache (converted if absent)."""
+def test_cached_copy_gives_the_logits_of_the_dequantized_gguf(tmp_path):
+    """The real GGUF (25 s to read) against the copy in the user cache (converted if absent),
+    read independently of the conversion's own check. Gemma-3-270m's GGUF takes 60 s to read: its
+    copy is held to the same standard by the check every conversion runs (asserted recorded in
+    the next test), not read a second time here."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    entry = SMOLLM2_135M_INSTRUCT
     folder = gguf.convert(entry)
-    gguf_path = gguf.packaged_gguf(entry) if not entry.assembled else gguf.assemble_gguf(entry, tmp_path)
-    gguf_model, gguf_tok = gguf.load_gguf(gguf_path)
+    gguf_model, gguf_tok = gguf.load_gguf(gguf.packaged_gguf(entry))
     assert getattr(gguf_model, "hf_quantizer", None) is None  # dequantized: trainable, saveable
     model, tok = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     text = "Natalia sold clips to 48 of her friends."
@@ -124,3 +154,14 @@ def test_cached_copy_gives_the_logits_of_the_dequantized_gguf(entry, tmp_path):
     ids = torch.tensor([tok(text)["input_ids"]])
     with torch.no_grad():
         assert torch.equal(model(ids).logits, gguf_model(ids).logits)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", [SMOLLM2_135M_INSTRUCT, GEMMA3_270M], ids=lambda e: e.name)
+def test_every_cached_copy_passed_the_copy_check(entry):
+    """A cache made before conversions checked their copy is converted again (once)."""
+    folder = gguf.convert(entry)
+    if "copy_check" not in gguf.read_source(folder):
+        folder = gguf.convert(entry, force=True)
+    check = gguf.read_source(folder)["copy_check"]
+    assert check["identical_ids"] and check["identical_logits"] and check["tokens"] > 5

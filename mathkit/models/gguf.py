@@ -6,6 +6,10 @@ So each registry entry is dequantized to float32 once and saved as safetensors n
 tokenizer (with the chat template and stop tokens the GGUF lacks) and a ``mathkit_source.json``
 that records where the weights came from. The folder is written under a temporary name and
 renamed into place, so an interrupted conversion never leaves a cache that later loads trust.
+Before the rename, the copy is read back and must give the converted model's token ids and logits
+bit for bit on a probe sentence (recorded in ``mathkit_source.json`` as ``copy_check``): a cache
+is only kept once it has been shown to be the model it was made from, at the one moment the
+25-60 s GGUF read is paid anyway.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from mathkit.models.registry import OfflineModel, find_offline
 log = logging.getLogger(__name__)
 
 SOURCE_FILE = "mathkit_source.json"  # provenance of a converted (or derived) model folder
+PROBE_TEXT = "Natalia sold clips to 48 of her friends."  # the saved copy must reproduce these logits
 
 
 def mathkit_cache_dir() -> Path:
@@ -115,11 +120,31 @@ def _write_conversion(entry: OfflineModel, gguf: Path, out: Path) -> None:
     complete_tokenizer(entry, model, tokenizer, gguf)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    check = check_copy(model, tokenizer, out)
     (out / SOURCE_FILE).write_text(json.dumps({
         "name": entry.name, "package": entry.distribution, "gguf_file": entry.gguf_file,
         "gguf_bytes": gguf.stat().st_size, "gguf_sha256": entry.sha256,
         "made_from": entry.made_from, "quantization": entry.quantization,
-        "dequantized_dtype": "float32"}, indent=2) + "\n")
+        "dequantized_dtype": "float32", "copy_check": check}, indent=2) + "\n")
+
+
+@torch.no_grad()
+def check_copy(model, tokenizer, folder: Path) -> dict:
+    """Read the saved ``folder`` back: its tokenizer must give ``tokenizer``'s ids and its model
+    ``model``'s logits, bit for bit, on :data:`PROBE_TEXT`; raise otherwise."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ids = tokenizer(PROBE_TEXT)["input_ids"]
+    copy_ids = AutoTokenizer.from_pretrained(str(folder))(PROBE_TEXT)["input_ids"]
+    if copy_ids != ids:
+        raise MathkitError(f"the saved tokenizer in {folder} splits the probe text differently: {copy_ids} vs {ids}")
+    copy = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    batch = torch.tensor([ids])
+    ours, theirs = model.eval()(batch).logits, copy(batch).logits
+    if not torch.equal(ours, theirs):
+        raise MathkitError(f"the saved copy in {folder} does not reproduce the converted model: logits differ "
+                           f"by up to {(ours - theirs).abs().max().item():.3g} on the probe text")
+    return {"text": PROBE_TEXT, "tokens": len(ids), "identical_ids": True, "identical_logits": True}
 
 
 def convert(entry: OfflineModel, cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
