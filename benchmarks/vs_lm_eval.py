@@ -164,7 +164,7 @@ def score(run: dict, rows, tokenizer) -> None:
 def table(runs: dict, n: int) -> list[str]:
     base = runs.get("lm_eval")
     lines = [f"{'run':<22}{'wall s':>9}{'x lm-eval':>10}{'gen s':>8}{'new tok':>9}{'tok/s':>8}"
-             f"{'harness strict/flex':>21}{'mathkit strict/lenient':>24}{'same text':>11}"]
+             f"{'harness strict/flex':>21}{'mathkit strict/lenient':>24}{'same text':>11}{'GFLOP/s before':>16}"]
     for name, r in runs.items():
         speedup = f"{base['seconds'] / r['seconds']:.2f}" if base else "-"
         harness = f"{r['strict']}/{r['flexible']}" if "strict" in r else "-"
@@ -172,7 +172,7 @@ def table(runs: dict, n: int) -> list[str]:
         lines.append(f"{name:<22}{r['seconds']:>9.1f}{speedup:>10}{r['generation_seconds']:>8.1f}{r['new_tokens']:>9}"
                      f"{r['tokens_per_second']:>8.1f}{harness:>21}"
                      f"{str(r['mathkit_strict']) + '/' + str(r['mathkit_lenient']):>24}"
-                     f"{str(same) + '/' + str(n):>11}")
+                     f"{str(same) + '/' + str(n):>11}{r['matmul_gflops_before']:>16.0f}")
     return lines
 
 
@@ -184,7 +184,9 @@ def main(argv=None) -> int:
     rows = load_math_dataset(args.dataset, n=args.n).to_list()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     runs: dict[str, dict] = {}
+    speed = {}  # this CPU's matmul speed just before each run: a shared machine's speed drifts
     if "lm_eval" not in skip:
+        speed["lm_eval"] = matmul_gflops(threads)
         runs["lm_eval"] = run_lm_eval(model, tokenizer, rows, args)
         ours = [build_prompt(tokenizer, r["problem"], style=LM_EVAL_GSM8K) for r in rows]
         same_prompts = sum(a == b for a, b in zip(ours, runs["lm_eval"].pop("prompts")))
@@ -194,13 +196,16 @@ def main(argv=None) -> int:
     sizes = [int(b) for b in args.mathkit_batch_sizes.split(",") if b.strip()] or [args.batch_size]
     if "same_stops" not in skip:
         for b in sizes:
+            speed[f"mathkit_same_stops_b{b}"] = matmul_gflops(threads)
             runs[f"mathkit_same_stops_b{b}"] = run_mathkit(model, tokenizer, rows, args, stop_at_answer=False,
                                                            batch_size=b)
     if "default" not in skip:
+        speed[f"mathkit_default_b{sizes[-1]}"] = matmul_gflops(threads)
         runs[f"mathkit_default_b{sizes[-1]}"] = run_mathkit(model, tokenizer, rows, args, stop_at_answer=True,
                                                            batch_size=sizes[-1])
-    for run in runs.values():
+    for name, run in runs.items():
         score(run, rows, tokenizer)
+        run["matmul_gflops_before"] = speed[name]
     head = [f"{args.model}, {args.dataset} ({len(rows)} problems), {'bf16 autocast' if args.bf16 else 'fp32'}, "
             f"greedy, {args.max_new_tokens} new tokens at most, lm-eval batch {args.batch_size} (mathkit's "
             f"in each run's name), {threads} threads, "
@@ -208,7 +213,8 @@ def main(argv=None) -> int:
             f"prompt: lm-eval gsm8k 'Question: ...\\nAnswer:' in the chat template (identical in both tools), "
             f"stop strings {list(STYLE_STOP_STRINGS[LM_EVAL_GSM8K])}",
             "wall s: the whole evaluation call; gen s: generation alone; tok/s: new tok / gen s; new tok: each "
-            "run's kept completions re-tokenized alike; accuracies are counts of problems", ""]
+            "run's kept completions re-tokenized alike; accuracies are counts of problems; GFLOP/s before: a "
+            "1024x1024 fp32 matmul timed just before the run (the machine's speed then)", ""]
     head += table(runs, len(rows))
     for name, r in runs.items():
         if name.startswith("mathkit"):
