@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     from mathkit.evaluation.evaluator import evaluate_model
     from mathkit.export.gguf_export import export_gguf
     from mathkit.inference import load_backend
+    from mathkit.models.memory_estimate import parameter_bytes
 
     set_threads(args.threads)
     out = Transcript()
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     common = dict(style="think", batch_size=1, max_new_tokens=args.max_new_tokens, progress=False)
     model, tokenizer = load_backend("gemma-3-270m", "torch", dtype=torch.float32, device="cpu")
     reference = evaluate_model(model, tokenizer, rows, **common)
-    torch_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / MiB
+    torch_mb = parameter_bytes(model) / MiB
     del model
     runs = [{"name": "torch fp32", "mb": torch_mb, "summary": reference.summary, "same": args.n, "export_s": None}]
     root = Path(args.export_dir or tempfile.mkdtemp(prefix="mathkit-gemma3-gguf-"))

@@ -140,7 +140,7 @@ from mathkit.export.targets import export_targets
 from mathkit.inference.exports_evaluation import evaluate_exports
 from mathkit.memory import release_memory, track_peak_memory
 from mathkit.models import describe, load, save
-from mathkit.models.memory_estimate import estimates_text
+from mathkit.models.memory_estimate import estimates_text, parameter_bytes
 from mathkit.params.lora_sft import LoraSftParams
 from mathkit.reporting import comparison
 from mathkit.reporting.charts import plot_loss_curves
@@ -349,7 +349,7 @@ if params.edge_targets:
     with session.stage("edge export"):
         edge_models, edge_skipped = export_targets(params.base_model, checkpoints / "edge", params.edge_targets,
                                                    adapter=adapter_dir)
-    torch_bytes = sum(p.numel() * p.element_size() for p in tuned.parameters())
+    torch_bytes = parameter_bytes(tuned)
     with session.stage("edge evaluation"):
         edge_reference = evaluate_model(tuned, tokenizer, edge_rows_in, **edge_kwargs,
                                         records_path=out / "records" / "edge_torch.jsonl")

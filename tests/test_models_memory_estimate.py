@@ -211,3 +211,16 @@ def test_estimates_text_prints_tables_or_says_why_there_is_none():
     text = estimates_text(lambda: [estimate("smollm2-135m", device="cpu"), estimate("gemma-3-270m", device="cpu")])
     assert text.count("Memory estimate:") == 2 and "gemma-3-270m" in text
     assert estimates_text(lambda: [estimate("gpt-5")]).startswith("no memory estimate: unknown model 'gpt-5'")
+
+
+def test_parameter_bytes_counts_each_tensor_once_in_its_dtype():
+    import torch
+
+    from mathkit.models.memory_estimate import parameter_bytes
+
+    embed = torch.nn.Embedding(10, 4)
+    head = torch.nn.Linear(4, 10, bias=False)
+    head.weight = embed.weight  # tied, as in SmolLM2 and Gemma-3
+    model = torch.nn.Sequential(embed, torch.nn.Linear(4, 4), head)
+    assert parameter_bytes(model) == (10 * 4 + 4 * 4 + 4) * 4
+    assert parameter_bytes(model.to(torch.bfloat16)) == (10 * 4 + 4 * 4 + 4) * 2

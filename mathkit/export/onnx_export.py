@@ -39,6 +39,7 @@ from transformers import DynamicCache
 
 from mathkit.errors import MathkitError
 from mathkit.evaluation.decoding import _cache_keyword  # past_key_values or cache, by version
+from mathkit.models.memory_estimate import parameter_bytes
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def export_model_onnx(model, path: str | Path, *, opset: int = OPSET) -> dict:
     model = model.float().eval().to("cpu")
     layout = kv_layout(model)
     names_in, names_out = io_names(layout[0])
-    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    n_bytes = parameter_bytes(model)
     t0 = time.perf_counter()
     with torch.no_grad():
         _export(CachedStep(model, layout[0]), _sample_inputs(model, layout), path, names_in, names_out,

@@ -170,6 +170,13 @@ class MemoryEstimate:
         return self.table()
 
 
+def parameter_bytes(model) -> int:
+    """Bytes a built model's parameters take in memory, as they are stored (a tied tensor once:
+    ``parameters()`` yields each shared tensor once); buffers are not counted. The measured
+    counterpart of the estimate's ``weights``, and the "torch" size the edge exports compare to."""
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
 def _human(n: float) -> str:
     return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / MiB:.1f} MiB"
 
