@@ -3,6 +3,7 @@ evaluated by the one evaluator beside torch, compared in the table, chart and se
 02 shows; llama.cpp targets skipped with the reason where llama-cpp-python is missing."""
 
 import shutil
+from types import SimpleNamespace
 
 import matplotlib
 import pytest
@@ -89,3 +90,13 @@ def test_goal_is_met_only_when_speed_size_and_accuracy_all_hold():
     assert goal_text(row).endswith("goal met")
     for change in ({"speed_vs_reference": 1.9}, {"size_vs_reference": 0.3}, {"inside_reference_interval": False}):
         assert goal_text({**row, **change}).endswith("goal not met")
+
+
+def test_int8_asked_alone_counts_the_fp32_export_it_needed(earlier_export, monkeypatch):
+    checkpoint, out = earlier_export
+    clock = iter(range(0, 1000, 10))  # every perf_counter call advances 10 s
+    monkeypatch.setattr(targets, "time", SimpleNamespace(perf_counter=lambda: next(clock)))  # this module's only
+    exports, _ = export_targets(checkpoint, out, ["onnx_int8"])
+    assert [e.name for e in exports] == ["onnx_int8"] and exports[0].export_seconds == 20  # export + quantize
+    exports, _ = export_targets(checkpoint, out, ["onnx_fp32", "onnx_int8"])
+    assert [e.export_seconds for e in exports] == [10, 10]  # each its own step
