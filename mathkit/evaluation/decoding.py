@@ -24,8 +24,8 @@ copy once per growth of the buffer instead.
 
 The prompts are prefilled in groups of similar length (:func:`prefill`), not as one batch: a
 batch of 100 GSM8K prompts (60 to 181 tokens) padded to its longest is 18,100 positions for
-9,681 real tokens, and attention over the padding grows with its square (45 s for the 100
-prompts in one forward vs 17 s in groups of ~10 on 2 threads, measured here). The groups'
+9,681 real tokens, and attention over the padding grows with its square (34-36 s for the 100
+prompts in one forward vs 16-20 s in groups of ~10 on 2 threads, measured side by side here). The groups'
 caches are then merged into the one left-padded batch the decode steps need.
 """
 
