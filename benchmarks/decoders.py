@@ -31,6 +31,7 @@ from mathkit.data import load_math_dataset
 from mathkit.data.formatting import LM_EVAL_GSM8K, STYLE_STOP_STRINGS, build_prompt
 from mathkit.env import set_threads
 from mathkit.evaluation.generation import generate_batched
+from mathkit.evaluation.weight_layout import column_major_linears
 from mathkit.evaluation.stopping import StopRule
 from mathkit.models import load
 
@@ -69,8 +70,9 @@ def run_continuous(model, tokenizer, prompts, max_new_tokens, batch_size) -> dic
     cb = ContinuousBatchingConfig(page_size=64, num_blocks=(batch_size + 1) * blocks_per_request,
                                   max_requests_per_batch=batch_size, max_batch_tokens=2048)
     t0 = time.perf_counter()
-    out = model.generate_batch(ids, generation_config=cfg, continuous_batching_config=cb,
-                               progress_bar=False, warmup=False)
+    with column_major_linears(model):  # the weight layout generate_batched decodes with on a CPU
+        out = model.generate_batch(ids, generation_config=cfg, continuous_batching_config=cb,
+                                   progress_bar=False, warmup=False)
     seconds = time.perf_counter() - t0
     results = [out[f"req_{i}"] for i in range(len(prompts))]
     tokens = [r.generated_tokens for r in results]
