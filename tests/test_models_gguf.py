@@ -112,7 +112,6 @@ def test_a_copy_that_does_not_reproduce_the_model_is_not_cached(monkeypatch, tmp
     from transformers import LlamaForCausalLM
 
     fake_loader(monkeypatch)
-
     real_save = LlamaForCausalLM.save_pretrained
 
     def save_with_a_changed_weight(self, folder, **kwargs):
@@ -136,8 +135,20 @@ def test_the_copy_check_is_recorded(monkeypatch, tmp_path):
     assert check["identical_ids"] and check["identical_logits"] and check["text"] == gguf.PROBE_TEXT
 
 
+def test_a_cache_made_before_the_copy_check_is_converted_again(monkeypatch, tmp_path):
+    calls = fake_loader(monkeypatch)
+    folder = gguf.convert(SMOLLM2_135M_INSTRUCT, tmp_path)
+    record = gguf.read_source(folder)
+    del record["copy_check"]
+    (folder / gguf.SOURCE_FILE).write_text(json.dumps(record))
+    assert gguf.convert(SMOLLM2_135M_INSTRUCT, tmp_path) == folder and len(calls) == 2
+    assert "copy_check" in gguf.read_source(folder)
+    gguf.convert(SMOLLM2_135M_INSTRUCT, tmp_path)
+    assert len(calls) == 2  # checked now: kept
+
+
 @pytest.mark.slow
-def test_cached_copy_gives_the_logits_of_the_dequantized_gguf(tmp_path):
+def test_cached_copy_gives_the_logits_of_the_dequantized_gguf():
     """The real GGUF (25 s to read) against the copy in the user cache (converted if absent),
     read independently of the conversion's own check. Gemma-3-270m's GGUF takes 60 s to read: its
     copy is held to the same standard by the check every conversion runs (asserted recorded in
@@ -149,9 +160,8 @@ def test_cached_copy_gives_the_logits_of_the_dequantized_gguf(tmp_path):
     gguf_model, gguf_tok = gguf.load_gguf(gguf.packaged_gguf(entry))
     assert getattr(gguf_model, "hf_quantizer", None) is None  # dequantized: trainable, saveable
     model, tok = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-    text = "Natalia sold clips to 48 of her friends."
-    assert tok(text)["input_ids"] == gguf_tok(text)["input_ids"]
-    ids = torch.tensor([tok(text)["input_ids"]])
+    assert tok(gguf.PROBE_TEXT)["input_ids"] == gguf_tok(gguf.PROBE_TEXT)["input_ids"]
+    ids = torch.tensor([tok(gguf.PROBE_TEXT)["input_ids"]])
     with torch.no_grad():
         assert torch.equal(model(ids).logits, gguf_model(ids).logits)
 
@@ -159,9 +169,5 @@ def test_cached_copy_gives_the_logits_of_the_dequantized_gguf(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", [SMOLLM2_135M_INSTRUCT, GEMMA3_270M], ids=lambda e: e.name)
 def test_every_cached_copy_passed_the_copy_check(entry):
-    """A cache made before conversions checked their copy is converted again (once)."""
-    folder = gguf.convert(entry)
-    if "copy_check" not in gguf.read_source(folder):
-        folder = gguf.convert(entry, force=True)
-    check = gguf.read_source(folder)["copy_check"]
+    check = gguf.read_source(gguf.convert(entry))["copy_check"]
     assert check["identical_ids"] and check["identical_logits"] and check["tokens"] > 5

@@ -147,10 +147,16 @@ def check_copy(model, tokenizer, folder: Path) -> dict:
     return {"text": PROBE_TEXT, "tokens": len(ids), "identical_ids": True, "identical_logits": True}
 
 
+def _checked_copy(folder: Path) -> bool:
+    """A finished conversion whose copy passed :func:`check_copy` (caches written before the check
+    existed are converted again, once)."""
+    return is_converted(folder) and "copy_check" in (read_source(folder) or {})
+
+
 def convert(entry: OfflineModel, cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
     """Convert ``entry``'s GGUF into a safetensors folder once; return that folder."""
     target = cache_path(entry, cache_dir)
-    if is_converted(target) and not force:
+    if _checked_copy(target) and not force:
         return target
     gguf = None if entry.assembled else packaged_gguf(entry)  # fail before any work
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -161,14 +167,14 @@ def convert(entry: OfflineModel, cache_dir: str | Path | None = None, *, force: 
         out = tmp / "model"  # made with the normal umask (mkdtemp's own folder is private)
         gguf = gguf or assemble_gguf(entry, tmp)  # the assembled GGUF is deleted with tmp
         _write_conversion(entry, gguf, out)
-        if is_converted(target) and not force:
+        if _checked_copy(target) and not force:
             return target  # another process finished first while we converted: keep its copy
-        if target.exists():  # force=True, or a broken earlier copy
+        if target.exists():  # force=True, or a broken or unchecked earlier copy
             shutil.rmtree(target)
         try:
             os.rename(out, target)
         except OSError:
-            if not is_converted(target):  # someone else won a race with a good copy: keep theirs
+            if not _checked_copy(target):  # someone else won a race with a good copy: keep theirs
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
