@@ -45,9 +45,10 @@ def test_the_layout_is_undone_when_the_block_raises(model_and_tok):
 
 
 def test_views_and_other_dtypes_are_left_alone():
-    shared = torch.nn.Parameter(torch.randn(8, 12))
+    shared = torch.nn.Parameter(torch.randn(40))
     view_layer, half_layer = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4).to(torch.bfloat16)
-    view_layer.weight = torch.nn.Parameter(shared.data[:4, :4])  # a view into a flat buffer (FSDP-like)
+    view_layer.weight.data = shared.data[:16].view(4, 4)  # contiguous, in a flat buffer (FSDP-like)
+    assert view_layer.weight.is_contiguous()
     model = torch.nn.Sequential(view_layer, half_layer)
     with column_major_linears(model) as changed:
         assert changed == 0

@@ -21,11 +21,13 @@ from torch import nn
 
 
 def _plain_float_weight(module: nn.Module) -> bool:
-    """A dense float32 CPU weight owned by the module (not quantized, not a view into a flat
-    buffer such as FSDP's, whose link a new tensor would break)."""
+    """A dense float32 CPU weight owning its whole storage (not quantized, not a view into a flat
+    buffer such as FSDP's, whose link a new tensor would break: such a parameter's ``_base`` is
+    None, so the storage's size is what tells)."""
     weight = getattr(module, "weight", None)
     return (isinstance(module, nn.Linear) and type(weight) is nn.Parameter and weight.dtype == torch.float32
-            and weight.device.type == "cpu" and weight.is_contiguous() and weight._base is None)
+            and weight.device.type == "cpu" and weight.is_contiguous()
+            and weight.untyped_storage().nbytes() == weight.numel() * weight.element_size())
 
 
 @contextmanager
