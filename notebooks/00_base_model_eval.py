@@ -89,6 +89,7 @@ batch_size = 32
 max_new_tokens = 256
 bf16 = False
 n_examples_shown = 3
+estimate_prompt_tokens = 320  # longest prompt the memory estimate allows for
 
 # %% [markdown]
 # ## Provenance
@@ -104,7 +105,9 @@ from mathkit.data import load_math_dataset
 from mathkit.evaluation.audit import audit_tables
 from mathkit.evaluation.evaluator import evaluate_model
 from mathkit.evaluation.metrics import headline_accuracy
+from mathkit.memory import track_peak_memory
 from mathkit.models import describe, load
+from mathkit.models.memory_estimate import estimates_text
 from mathkit.params.base_model_eval import BaseModelEvalParams
 from mathkit.reporting.charts import plot_accuracy_by
 from mathkit.reporting.conclusion import (accuracy_sentence, accuracy_text, best_and_worst_sentence,
@@ -141,8 +144,11 @@ for name, ds in sets.items():
 
 # %% [markdown]
 # ## Model
+# First what generation will need (`mathkit.models.memory_estimate`, from the model's shape and this
+# profile's batch, prompt and completion lengths); the measured peak follows the evaluation.
 
 # %%
+print(estimates_text(params.memory_estimates))
 with session.stage("model"):
     model, tokenizer = load(params.base_model, load_in_4bit=params.load_in_4bit)
 session.record_model(describe(params.base_model))
@@ -155,13 +161,17 @@ print(f"{params.base_model}: {n_params / 1e6:.1f}M parameters, dtype {model.dtyp
 
 # %%
 results = {}
-with session.stage("evaluation"):
+with session.stage("evaluation"), track_peak_memory() as eval_memory:
     for name, ds in sets.items():
         results[name] = evaluate_model(model, tokenizer, ds, style=params.style,
                                        system_prompt=params.system_prompt, batch_size=params.batch_size,
                                        max_new_tokens=params.max_new_tokens, bf16=params.bf16,
                                        records_path=out / "records" / f"{name}.jsonl")
 summaries = {name: r.summary for name, r in results.items()}
+cuda_peak = (f"; CUDA peak allocated {eval_memory.cuda_peak_allocated_mb:.0f} MiB"
+             if eval_memory.cuda_peak_allocated_mb is not None else "")
+print(f"measured peak resident memory during the evaluation: {eval_memory.cpu_peak_rss_mb:.0f} MiB "
+      f"({eval_memory.scope}){cuda_peak}")
 
 pd.DataFrame([{
     "set": name,
@@ -214,7 +224,7 @@ save_results(
     headline={**{name: headline_accuracy(s) for name, s in summaries.items()},
               "tokens_per_second": round(total_tokens / total_seconds, 1)},
     metrics=summaries,
-    extra={"n_params": n_params, "audit": audit},
+    extra={"n_params": n_params, "audit": audit, "evaluation_memory": eval_memory.as_dict()},
 )
 print((out / "results.json").read_text()[:1500])
 
