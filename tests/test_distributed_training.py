@@ -141,7 +141,8 @@ def test_fsdp_config_builds_an_fsdp2_plugin(monkeypatch):
     assert plugin.state_dict_type.name == "FULL_STATE_DICT"
 
 
-def test_sharded_weights_are_refused_before_training(monkeypatch):
+def test_deepspeed_zero3_is_refused_before_training(monkeypatch, capsys):
+    """ZeRO-3's shards are not gathered for saving (FSDP's are: test above), so it is refused."""
     from mathkit.cli import main
 
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
@@ -152,8 +153,10 @@ def test_sharded_weights_are_refused_before_training(monkeypatch):
     assert sharded_weights() is None  # ZeRO-2 keeps whole weights in every process
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
     assert sharded_weights() == "DeepSpeed ZeRO-3"
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     assert main(["train", "--notebook", "01_arithmetic_cot", "--profile", "smoke", "--output", "/nonexistent"]) == 2
+    assert "DeepSpeed ZeRO-3 splits the weights" in capsys.readouterr().err
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert sharded_weights() == "FSDP"
 
 
 def test_train_refuses_a_notebook_without_this_training(capsys):
@@ -185,3 +188,33 @@ def test_example_trace_names_the_examples_of_each_batch(tmp_path):
     model(input_ids=torch.tensor([[5, 6]]))  # evaluation: not recorded
     trace.on_train_end(args, state, control)
     assert read_jsonl(trace_path(tmp_path, 0)) == [{"step": 1, "rank": 0, "examples": [1, 0, None]}]
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_fsdp_shards_are_gathered_into_the_saved_model(tmp_path, kind):
+    """FSDP2 on 2 CPU processes (torch's fully_shard over gloo: accelerate runs CPU processes as
+    DDP, so its FSDP config cannot be launched here): each process holds half of each sharded
+    weight, and the saved model (whole weights, or the LoRA adapter) gives the sharded model's
+    logits after training."""
+    from mathkit.models import load, save
+    from tests.test_evaluation_evaluator import tiny_llama, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    base = save(tiny_llama(tokenizer), tokenizer, tmp_path / "base")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(free_port()), str(ROOT / "tests" / "fsdp_save_worker.py"), str(tmp_path), kind, str(base)]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["whole"] > 0 and run["held"] == run["whole"] and run["local"] <= run["whole"] * 0.55, \
+        "each process should hold about half of the sharded weights, the two together all of them"
+    saved = tmp_path / "model"
+    assert (saved / ("adapter_config.json" if kind == "lora" else "config.json")).is_file()
+    model, _ = load(saved, device="cpu")
+    probe = torch.load(tmp_path / "probe.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=probe["probe"]).logits, probe["logits"], rtol=1e-5, atol=1e-5)
+        base_model, _ = load(base, device="cpu")
+        assert (base_model(input_ids=probe["probe"]).logits - probe["logits"]).abs().max() > 1e-3, \
+            "training changed nothing: the comparison above would not tell a trained model from the base"

@@ -52,7 +52,7 @@ class TrainingRun:
     tokenizer: Any
     train: Any
     validation: Any
-    save: Callable[[Path], Path]          # output folder -> the folder the model went to
+    save: Callable[..., Path]             # (output folder, state_dict=None) -> the folder the model went to
     after_save: Callable[[Path], None] = lambda checkpoints: None
 
 
@@ -70,8 +70,9 @@ def arithmetic_run(params) -> TrainingRun:
     data_format = {"ops": params.ops, "min_digits": params.min_digits, "max_digits": params.max_digits,
                    "cot": params.cot}
 
-    def save_model(out: Path) -> Path:
-        return save(model, tokenizer, out / "model", extra_configs={"arithmetic_format": data_format})
+    def save_model(out: Path, state_dict: dict | None = None) -> Path:
+        return save(model, tokenizer, out / "model", extra_configs={"arithmetic_format": data_format},
+                    state_dict=state_dict)
 
     return TrainingRun(model, tokenizer, splits["train"], splits["val"], save_model)
 
@@ -104,7 +105,8 @@ def lora_run(params) -> TrainingRun:
         if not params.keep_checkpoints:  # optimizer states are only needed to resume
             remove_checkpoints(checkpoints)
 
-    return TrainingRun(model, tokenizer, train, validation, lambda out: save(model, tokenizer, out / "adapter"),
+    return TrainingRun(model, tokenizer, train, validation,
+                       lambda out, state_dict=None: save(model, tokenizer, out / "adapter", state_dict=state_dict),
                        after_save)
 
 
@@ -132,19 +134,17 @@ def train_notebook(notebook: str, *, profile: str | None = None, params_paths: l
     """Train ``notebook``'s model as ``python -m mathkit train`` does (see the module doc);
     returns the summary written to ``train_summary.json``."""
     from mathkit.training import train
-    from mathkit.training.distributed import (ExampleTraceCallback, is_main_process, process_state,
-                                              sharded_weights, wait_for_everyone)
+    from mathkit.training.distributed import (ExampleTraceCallback, full_state_dict, is_main_process,
+                                              process_state, sharded_weights, wait_for_everyone)
     from mathkit.training.trainer import checkpoint_to_resume
 
     root = repo_root()
     if root is None:
         raise ParamsError("run from inside a mathkit checkout (no pyproject.toml + mathkit/ found)")
-    sharding = sharded_weights()
-    if sharding:
-        raise ParamsError(f"{sharding} splits the weights across processes, and `mathkit train` saves the model "
-                          "from the main process, which holds only its shard. Launch with "
-                          "params/accelerate/ddp_multi_gpu.yaml or deepspeed_zero2.yaml (whole weights in "
-                          "every process)")
+    if sharded_weights() == "DeepSpeed ZeRO-3":
+        raise ParamsError("DeepSpeed ZeRO-3 splits the weights across processes, and `mathkit train` gathers "
+                          "only FSDP's shards for saving. Launch with params/accelerate/fsdp.yaml, "
+                          "ddp_multi_gpu.yaml or deepspeed_zero2.yaml")
     overrides = dict(overrides or {})
     out = resolve_output_dir(output or f"runs/{registry.resolve(notebook, root / 'notebooks').name}")
     spec, params = load_run_params(notebook, profile, list(params_paths), {**overrides, "output_dir": str(out)},
@@ -169,8 +169,9 @@ def train_notebook(notebook: str, *, profile: str | None = None, params_paths: l
                "distributed_type": state.distributed_type.value, "n_train": len(run.train),
                "n_validation": len(run.validation), "training": result.as_dict(),
                "params": params.model_dump(mode="json")}
+    weights = full_state_dict(run.model)  # FSDP: every process takes part in gathering the shards
     if is_main_process():
-        model_dir = run.save(out)
+        model_dir = run.save(out, state_dict=weights)
         run.after_save(checkpoints)
         summary["model_dir"] = result.portable(model_dir)
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")

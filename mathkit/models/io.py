@@ -100,18 +100,22 @@ def write_side_configs(out_dir: str | Path, configs: dict[str, dict]) -> None:
         (out / f"{name}.json").write_text(json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def save(model, tokenizer, out_dir: str | Path, extra_configs: dict[str, dict] | None = None) -> Path:
+def save(model, tokenizer, out_dir: str | Path, extra_configs: dict[str, dict] | None = None, *,
+         state_dict: dict | None = None) -> Path:
     """Save ``model`` (safetensors, or a peft adapter), ``tokenizer`` and side configs to ``out_dir``.
 
     Each entry of ``extra_configs`` becomes ``<name>.json``; for our decoder ``pe_config.json``
-    (positional encoding name, kind and options) is always written. Returns the folder.
+    (positional encoding name, kind and options) is always written. ``state_dict``: the weights to
+    write instead of the model's own (a sharded model's gathered ones,
+    :func:`mathkit.training.distributed.full_state_dict`; a peft model keeps its adapter's part).
+    Returns the folder.
     """
     configs = side_configs(model, extra_configs)  # validate before writing anything
     if _decoder_config(model) is not None:
         check_unshared(unwrap(model))  # every layer's positional encoding owns its parameters
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    model.save_pretrained(out, **({"state_dict": state_dict} if state_dict is not None else {}))
     _name_alias_as_adapter_base(out)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)

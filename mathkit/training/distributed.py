@@ -87,10 +87,30 @@ def sharded_weights() -> str | None:
     """
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
         return "FSDP"
-    if (os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"):
-        return "DeepSpeed ZeRO-3"
-    return None
+    return "DeepSpeed ZeRO-3" if _deepspeed_zero3() else None
+
+
+def full_state_dict(model) -> dict | None:
+    """The whole weights of a model that FSDP2 (``fully_shard``, what accelerate's FSDP config
+    applies) split across processes, gathered for saving: every process must call it (the gather
+    is collective); the main process gets the full state dict on the CPU, the others an empty one.
+    None for a model whose parameters are whole in this process (one process, DDP): save it as it is.
+
+    torch's own gather (``get_model_state_dict(full_state_dict=True)``) is used because a sharded
+    parameter is a ``DTensor`` holding this process's rows only: ``save_pretrained`` on it would
+    write a shard, or fail."""
+    from torch.distributed.tensor import DTensor
+
+    if not any(isinstance(p, DTensor) for p in model.parameters()):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _deepspeed_zero3() -> bool:
+    return (os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
 
 
 def trace_path(folder: str | Path, process: int) -> Path:
