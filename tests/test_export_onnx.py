@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 from mathkit.cli import main
-from mathkit.export.onnx_export import MANIFEST, io_names
+from mathkit.export.onnx_export import MANIFEST, OPSET, io_names
 from tests.onnx_exports import decoder_export, llama_export
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -19,7 +19,7 @@ def test_export_writes_graph_tokenizer_configs_and_manifest():
     checkpoint, folder = llama_export()
     manifest = json.loads((folder / MANIFEST).read_text())
     names_in, names_out = io_names(2)
-    assert manifest["format"] == "onnx" and manifest["opset"] == 18
+    assert manifest["format"] == "onnx" and manifest["opset"] == OPSET == 23
     assert manifest["inputs"] == names_in and manifest["outputs"] == names_out
     assert manifest["kv_cache"] == {"layers": 2, "kv_heads": 2, "head_dim": 8}
     assert manifest["source"]["checkpoint"] == str(checkpoint) and manifest["source"]["model_type"] == "llama"
