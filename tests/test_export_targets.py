@@ -2,6 +2,7 @@
 evaluated by the one evaluator beside torch, compared in the table, chart and sentences notebook
 02 shows; llama.cpp targets skipped with the reason where llama-cpp-python is missing."""
 
+import json
 import shutil
 from types import SimpleNamespace
 
@@ -40,6 +41,16 @@ def test_reuse_keeps_an_earlier_export_and_a_missing_llama_cpp_skips_gguf(earlie
     assert [e.name for e in exports] == ["onnx_fp32"] and exports[0].export_seconds is None
     assert exports[0].file_bytes == (out / "onnx" / "model.onnx").stat().st_size
     assert skipped == {"gguf_q4_k_m": "llama-cpp-python is not installed"}
+
+
+def test_reuse_writes_an_export_of_another_opset_anew(earlier_export):
+    from mathkit.export.onnx_export import MANIFEST, OPSET
+
+    checkpoint, out = earlier_export
+    manifest = json.loads((out / "onnx" / MANIFEST).read_text())
+    (out / "onnx" / MANIFEST).write_text(json.dumps({**manifest, "opset": OPSET - 5}))
+    exports, _ = export_targets(checkpoint, out, ["onnx_fp32"], reuse=True)
+    assert exports[0].export_seconds > 0 and json.loads((out / "onnx" / MANIFEST).read_text())["opset"] == OPSET
 
 
 def test_without_reuse_the_export_is_written_anew(earlier_export):

@@ -71,17 +71,20 @@ def export_targets(checkpoint, output_dir, targets, *, adapter=None,
     """Export ``checkpoint`` (``adapter`` merged first) to every target under ``output_dir``
     (``onnx/``, ``gguf_Q8_0/``, ...). Returns the exported models in the order asked, and
     ``{target: reason}`` for the targets skipped. ``reuse``: keep exports an earlier call left
-    there (only right when the checkpoint has not changed since: a benchmark of a fixed model);
+    there (only right when the checkpoint has not changed since: a benchmark of a fixed model),
+    except an ONNX export of another opset than this version writes (an older exporter's graph);
     otherwise the targets' folders are written anew."""
     import shutil
 
-    from mathkit.export.onnx_export import MANIFEST, export_onnx, file_bytes, read_manifest
+    from mathkit.export.onnx_export import MANIFEST, OPSET, export_onnx, file_bytes, read_manifest
 
     targets = check_targets(targets)
     out = Path(output_dir)
     if not reuse:
         for folder in ["onnx", *(f"gguf_{q}" for q in GGUF_QUANTIZATION.values())]:
             shutil.rmtree(out / folder, ignore_errors=True)
+    elif (out / "onnx" / MANIFEST).is_file() and read_manifest(out / "onnx").get("opset") != OPSET:
+        shutil.rmtree(out / "onnx")
     exported, skipped, seconds = [], {}, {}
     onnx_dir = out / "onnx"
     if any(t.startswith("onnx_") for t in targets):
