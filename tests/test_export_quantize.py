@@ -82,3 +82,16 @@ def test_dynamic_recipes_leave_the_table_alone(tmp_path, method):
     assert done["method"] == method and "shared_tied_tables" not in done
     hidden, _ = _run(tmp_path / "int8.onnx", np.zeros((1, 2), np.int64))
     assert hidden.shape == (1, 2, WIDTH)
+
+
+def test_an_untied_table_is_stored_as_int8_rows(tmp_path, monkeypatch):
+    from mathkit.export import quantize
+
+    monkeypatch.setattr(quantize, "MIN_TABLE", 0)  # the test's table is small
+    table = _tied_graph(tmp_path / "fp32.onnx", tied=False)
+    done = quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx")
+    assert done["shared_tied_tables"] == 0 and done["embedding_tables"] == 1
+    ids = np.array([[0, 5, 95]], dtype=np.int64)
+    hidden, _ = _run(tmp_path / "int8.onnx", ids)
+    step = np.abs(table[ids]).max(axis=-1, keepdims=True) / 127.0  # one scale per row
+    assert (np.abs(hidden - table[ids]) <= 0.501 * step).all() and not np.array_equal(hidden, table[ids])
