@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mathkit-installed
 
-.PHONY: venv edge report report-all test test-fast sync dist refresh-references clean-reports
+.PHONY: venv edge scale report report-all test test-fast sync dist refresh-references clean-reports
 
 venv: $(STAMP)
 
@@ -29,6 +29,16 @@ edge: $(EDGE_STAMP)
 $(EDGE_STAMP): $(STAMP)
 	$(BIN)/pip install -q "llama-cpp-python==0.3.36" "sentencepiece>=0.1.98,<0.3.0"
 	$(BIN)/python -c "from mathkit.export.gguf_export import fetch_converter; fetch_converter()"
+	touch $@
+
+# The optional scale extra: DeepSpeed, for the ZeRO configs of params/accelerate/. Without CUDA it
+# runs on its CPU accelerator (gloo), which is how the ZeRO-3 tests run; without it they skip.
+SCALE_STAMP := $(VENV)/.mathkit-scale-installed
+
+scale: $(SCALE_STAMP)
+
+$(SCALE_STAMP): $(STAMP)
+	$(BIN)/pip install -q "deepspeed==0.19.8"
 	touch $@
 
 report: venv

@@ -1,9 +1,12 @@
 """Training under ``accelerate launch``: two CPU processes (DDP over gloo) run ``python -m mathkit
 train`` for notebook 01's arithmetic decoder and for a LoRA run of notebook 02 on a tiny random
 Llama. Each run must lower the loss, give the two ranks different examples, and save a model that
-loads. The accelerate config files under params/accelerate/ must load with accelerate's own parser.
+loads. The same under DeepSpeed ZeRO-3 (its CPU accelerator), where the weights are split across
+the processes and must be gathered to be saved. The accelerate config files under
+params/accelerate/ must load with accelerate's own parser.
 """
 
+import importlib.util
 import json
 import os
 import socket
@@ -15,7 +18,7 @@ import pytest
 import torch
 
 from mathkit.jsonl import read_jsonl
-from mathkit.training.distributed import ExampleTraceCallback, sharded_weights, trace_path
+from mathkit.training.distributed import ExampleTraceCallback, trace_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "params" / "accelerate"
@@ -30,12 +33,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(out: Path, *train_args: str) -> subprocess.CompletedProcess:
-    """``accelerate launch`` of ``mathkit train`` on 2 CPU processes; fails the test with the log tail."""
-    cmd = [str(ACCELERATE), "launch", "--config_file", str(CONFIGS / "ddp_cpu.yaml"), "--num_processes", "2",
+def launch(out: Path, *train_args: str, config: Path = CONFIGS / "ddp_cpu.yaml") -> subprocess.CompletedProcess:
+    """``accelerate launch`` of ``mathkit train`` on 2 CPU processes with the accelerate ``config``
+    file; fails the test with the log tail."""
+    cmd = [str(ACCELERATE), "launch", "--config_file", str(config), "--num_processes", "2",
            "--main_process_port", str(free_port()), "-m", "mathkit", "train", "--profile", "smoke",
            "--output", str(out), "--trace-examples", *train_args]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "DS_ACCELERATOR": "cpu"}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
@@ -50,10 +55,10 @@ def examples_by_rank(out: Path) -> list[list[int]]:
             for rank in (0, 1)]
 
 
-def check_two_ranks(out: Path, n_train: int) -> None:
+def check_two_ranks(out: Path, n_train: int, kind: str = "MULTI_CPU") -> None:
     """Both processes trained (the summary says 2, over gloo) on disjoint halves of one epoch."""
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["processes"] == 2 and summary["distributed_type"] == "MULTI_CPU"
+    assert summary["processes"] == 2 and summary["distributed_type"] == kind
     assert summary["n_train"] == n_train
     rank0, rank1 = examples_by_rank(out)
     assert None not in rank0 + rank1, "a training row matched no example"
@@ -62,7 +67,17 @@ def check_two_ranks(out: Path, n_train: int) -> None:
     assert sorted(rank0 + rank1) == list(range(n_train)), "one epoch covers every example once"
 
 
-def test_arithmetic_decoder_on_two_processes(tmp_path):
+needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
+                                     reason="deepspeed is not installed (pip install -e '.[scale]', make scale)")
+
+
+@pytest.mark.parametrize("config, kind", [
+    (CONFIGS / "ddp_cpu.yaml", "MULTI_CPU"),
+    # ZeRO-3 splits the weights across the 2 processes: the saved model is whole only if
+    # mathkit train gathered them (save_pretrained on the split model writes empty tensors)
+    pytest.param(CONFIGS / "deepspeed_zero3.yaml", "DEEPSPEED", marks=[needs_deepspeed, pytest.mark.slow]),
+], ids=["ddp", "zero3"])
+def test_arithmetic_decoder_on_two_processes(tmp_path, config, kind):
     from safetensors.torch import load_file
 
     from mathkit.models import load
@@ -70,12 +85,14 @@ def test_arithmetic_decoder_on_two_processes(tmp_path):
     out = tmp_path / "arithmetic"
     # smoke profile: 240 examples, batch 8 per process: 15 steps of 2 x 8 are exactly one epoch
     launch(out, "--notebook", "01_arithmetic_cot", "--max-steps", "15",
-           "--set", "training.eval_steps=15", "--set", "training.save_steps=15")
-    check_two_ranks(out, n_train=240)
+           "--set", "training.eval_steps=15", "--set", "training.save_steps=15", config=config)
+    check_two_ranks(out, n_train=240, kind=kind)
     curve = losses(out)
     assert curve[-1] < curve[0] - 0.5, curve
     model, tokenizer = load(out / "model", device="cpu")
+    # the checkpoint's weights: the Trainer's own save (under ZeRO-3 gathered by DeepSpeed itself)
     saved = load_file(out / "checkpoints" / "checkpoint-15" / "model.safetensors")
+    assert len(saved) > 10
     for name, tensor in model.state_dict().items():  # the saved model is the trained one
         if name in saved:
             torch.testing.assert_close(tensor, saved[name], rtol=0, atol=0)
@@ -84,7 +101,13 @@ def test_arithmetic_decoder_on_two_processes(tmp_path):
     assert torch.isfinite(model(input_ids=ids).logits).all()
 
 
-def test_lora_on_two_processes(tmp_path):
+@pytest.mark.parametrize("config, kind", [
+    (CONFIGS / "ddp_cpu.yaml", "MULTI_CPU"),
+    # every parameter split, the LoRA matrices too (by default ZeRO-3 keeps small ones whole)
+    pytest.param(ROOT / "tests" / "accelerate" / "deepspeed_zero3_split_all.yaml", "DEEPSPEED",
+                 marks=[needs_deepspeed, pytest.mark.slow]),
+], ids=["ddp", "zero3"])
+def test_lora_on_two_processes(tmp_path, config, kind):
     from mathkit.models import load, save
     from tests.test_evaluation_evaluator import tiny_llama, tiny_tokenizer
 
@@ -97,8 +120,8 @@ def test_lora_on_two_processes(tmp_path):
            "--set", "train_sources=[{name: arithmetic, split: train, n: 40}]",
            "--set", "n_train=32", "--set", "n_val=4", "--set", "lora_r=8", "--set", "lora_alpha=16.0",
            "--set", "training.max_length=512", "--set", "training.learning_rate=1.0e-2",
-           "--set", "training.eval_steps=4")
-    check_two_ranks(out, n_train=32)
+           "--set", "training.eval_steps=4", config=config)
+    check_two_ranks(out, n_train=32, kind=kind)
     curve = losses(out)
     assert curve[-1] < curve[0] - 0.05, curve
     assert not list(out.glob("checkpoints/checkpoint-*")), "keep_checkpoints is off: optimizer states go"
@@ -111,7 +134,8 @@ def test_lora_on_two_processes(tmp_path):
 
 
 @pytest.mark.parametrize("name, kind", [("ddp_cpu", "MULTI_GPU"), ("ddp_multi_gpu", "MULTI_GPU"),
-                                        ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED")])
+                                        ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED"),
+                                        ("deepspeed_zero3", "DEEPSPEED")])
 def test_accelerate_configs_load(name, kind):
     from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
 
@@ -122,7 +146,7 @@ def test_accelerate_configs_load(name, kind):
         assert config.fsdp_config["fsdp_version"] == 2
         assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
     if kind == "DEEPSPEED":
-        assert config.deepspeed_config["zero_stage"] == 2
+        assert config.deepspeed_config["zero_stage"] == int(name[-1])
 
 
 def test_fsdp_config_builds_an_fsdp2_plugin(monkeypatch):
@@ -141,22 +165,20 @@ def test_fsdp_config_builds_an_fsdp2_plugin(monkeypatch):
     assert plugin.state_dict_type.name == "FULL_STATE_DICT"
 
 
-def test_deepspeed_zero3_is_refused_before_training(monkeypatch, capsys):
-    """ZeRO-3's shards are not gathered for saving (FSDP's are: test above), so it is refused."""
-    from mathkit.cli import main
+def test_deepspeed_on_the_cpu_keeps_deepspeed_on(monkeypatch):
+    """Without CUDA the policy sets use_cpu, which turns DeepSpeed off in accelerate; under a
+    DeepSpeed launch it names the gloo backend instead (DeepSpeed's CPU accelerator)."""
+    from mathkit.training.policy import Machine, apply_machine_policy
 
+    cpu = Machine(cuda=False)
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
-    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
-    assert sharded_weights() is None
+    plain = apply_machine_policy({}, machine=cpu, quiet=True)
+    assert plain["use_cpu"] is True and "ddp_backend" not in plain
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
-    assert sharded_weights() is None  # ZeRO-2 keeps whole weights in every process
-    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
-    assert sharded_weights() == "DeepSpeed ZeRO-3"
-    assert main(["train", "--notebook", "01_arithmetic_cot", "--profile", "smoke", "--output", "/nonexistent"]) == 2
-    assert "DeepSpeed ZeRO-3 splits the weights" in capsys.readouterr().err
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    assert sharded_weights() == "FSDP"
+    launched = apply_machine_policy({}, machine=cpu, quiet=True)
+    assert "use_cpu" not in launched and launched["ddp_backend"] == "gloo"
+    gpu = apply_machine_policy({}, machine=Machine(cuda=True, cuda_bf16=True), quiet=True)
+    assert "use_cpu" not in gpu and "ddp_backend" not in gpu  # GPUs: accelerate picks NCCL
 
 
 def test_train_refuses_a_notebook_without_this_training(capsys):

@@ -135,16 +135,12 @@ def train_notebook(notebook: str, *, profile: str | None = None, params_paths: l
     returns the summary written to ``train_summary.json``."""
     from mathkit.training import train
     from mathkit.training.distributed import (ExampleTraceCallback, full_state_dict, is_main_process,
-                                              process_state, sharded_weights, wait_for_everyone)
+                                              process_state, wait_for_everyone)
     from mathkit.training.trainer import checkpoint_to_resume
 
     root = repo_root()
     if root is None:
         raise ParamsError("run from inside a mathkit checkout (no pyproject.toml + mathkit/ found)")
-    if sharded_weights() == "DeepSpeed ZeRO-3":
-        raise ParamsError("DeepSpeed ZeRO-3 splits the weights across processes, and `mathkit train` gathers "
-                          "only FSDP's shards for saving. Launch with params/accelerate/fsdp.yaml, "
-                          "ddp_multi_gpu.yaml or deepspeed_zero2.yaml")
     overrides = dict(overrides or {})
     out = resolve_output_dir(output or f"runs/{registry.resolve(notebook, root / 'notebooks').name}")
     spec, params = load_run_params(notebook, profile, list(params_paths), {**overrides, "output_dir": str(out)},
@@ -169,7 +165,7 @@ def train_notebook(notebook: str, *, profile: str | None = None, params_paths: l
                "distributed_type": state.distributed_type.value, "n_train": len(run.train),
                "n_validation": len(run.validation), "training": result.as_dict(),
                "params": params.model_dump(mode="json")}
-    weights = full_state_dict(run.model)  # FSDP: every process takes part in gathering the shards
+    weights = full_state_dict(run.model)  # FSDP, ZeRO-3: every process takes part in the gather
     if is_main_process():
         model_dir = run.save(out, state_dict=weights)
         run.after_save(checkpoints)

@@ -10,7 +10,9 @@ trivially true / no-ops.
 accelerate's ``PartialState`` answers these questions. It is a singleton and the first call
 decides the communication backend, so :func:`process_state` creates it with ``cpu`` set exactly as
 :mod:`mathkit.training.policy` sets ``use_cpu`` (no CUDA: CPU): the state made here before a
-Trainer exists is the one the Trainer would make (gloo on CPU, NCCL on GPUs).
+Trainer exists is the one the Trainer would make (gloo on CPU, NCCL on GPUs). Under DeepSpeed
+without CUDA (its CPU accelerator, ``DS_ACCELERATOR=cpu``: how the tests run ZeRO here) accelerate
+must not be told ``cpu`` (that turns DeepSpeed off) but needs the backend named: gloo.
 """
 
 from __future__ import annotations
@@ -43,7 +45,21 @@ def process_state():
     import torch
     from accelerate import PartialState
 
+    if deepspeed_on_cpu():
+        return PartialState(cpu=False, backend="gloo")
     return PartialState(cpu=not torch.cuda.is_available())
+
+
+def deepspeed_launched() -> bool:
+    """True in a process that ``accelerate launch`` started with a DeepSpeed config."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def deepspeed_on_cpu() -> bool:
+    """True under a DeepSpeed launch on a machine without CUDA (DeepSpeed's CPU accelerator)."""
+    import torch
+
+    return deepspeed_launched() and not torch.cuda.is_available()
 
 
 def rank() -> int:
@@ -78,39 +94,48 @@ def main_process_first() -> Iterator[None]:
         yield
 
 
-def sharded_weights() -> str | None:
-    """The weight sharding ``accelerate launch`` set up for this process ("FSDP", "DeepSpeed
-    ZeRO-3"), or None when every process holds whole weights (DDP, ZeRO-1/2, one process).
-
-    Read from the environment the launcher gives its processes, so it is known before a model or
-    Trainer exists.
-    """
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-        return "FSDP"
-    return "DeepSpeed ZeRO-3" if _deepspeed_zero3() else None
-
-
 def full_state_dict(model) -> dict | None:
-    """The whole weights of a model that FSDP2 (``fully_shard``, what accelerate's FSDP config
-    applies) split across processes, gathered for saving: every process must call it (the gather
-    is collective); the main process gets the full state dict on the CPU, the others an empty one.
-    None for a model whose parameters are whole in this process (one process, DDP): save it as it is.
+    """The whole weights of a model whose parameters are split across processes, gathered for
+    saving: every process must call it (the gather is collective); the main process gets the full
+    state dict on the CPU, the others an empty one. None for a model whose parameters are whole in
+    this process (one process, DDP, DeepSpeed ZeRO-1/2): save it as it is.
 
-    torch's own gather (``get_model_state_dict(full_state_dict=True)``) is used because a sharded
-    parameter is a ``DTensor`` holding this process's rows only: ``save_pretrained`` on it would
-    write a shard, or fail."""
+    A split parameter cannot be saved as it is: under FSDP2 (``fully_shard``, what accelerate's
+    FSDP config applies) it is a ``DTensor`` holding this process's rows; under DeepSpeed ZeRO-3
+    it is an empty tensor whose share lives in ``ds_tensor``. ``save_pretrained`` on either would
+    write a shard, or nothing."""
     from torch.distributed.tensor import DTensor
 
-    if not any(isinstance(p, DTensor) for p in model.parameters()):
+    params = list(model.parameters())
+    if any(hasattr(p, "ds_id") for p in params):
+        return _gather_zero3(model)
+    if not any(isinstance(p, DTensor) for p in params):
         return None
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def _deepspeed_zero3() -> bool:
-    return (os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+def _gather_zero3(model) -> dict:
+    """ZeRO-3's partitions gathered one module at a time with DeepSpeed's ``GatheredParameters``
+    (its documented way to see whole weights), so no GPU holds more than one module's whole
+    weights at once; the main process copies each to the CPU. The keys are ``model.state_dict()``'s:
+    a tied weight under both names, persistent buffers (whole in every process) included."""
+    import deepspeed
+
+    main, state, copies = is_main_process(), {}, {}
+    for prefix, module in model.named_modules():
+        own = list(module.named_parameters(recurse=False, remove_duplicate=False))
+        with deepspeed.zero.GatheredParameters([p for _, p in own], modifier_rank=None):
+            if main:
+                buffers = [(n, b) for n, b in module.named_buffers(recurse=False)
+                           if n not in module._non_persistent_buffers_set]
+                for name, tensor in own + buffers:
+                    # a tied weight is one copy under both names, so save_pretrained writes it once
+                    if id(tensor) not in copies:
+                        copies[id(tensor)] = tensor.detach().to("cpu", copy=True)
+                    state[f"{prefix}.{name}" if prefix else name] = copies[id(tensor)]
+    return state
 
 
 def trace_path(folder: str | Path, process: int) -> Path:
