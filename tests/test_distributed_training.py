@@ -240,3 +240,21 @@ def test_fsdp_shards_are_gathered_into_the_saved_model(tmp_path, kind):
         base_model, _ = load(base, device="cpu")
         assert (base_model(input_ids=probe["probe"]).logits - probe["logits"]).abs().max() > 1e-3, \
             "training changed nothing: the comparison above would not tell a trained model from the base"
+
+
+def test_deepspeed_is_told_the_cpu_is_its_accelerator(monkeypatch):
+    """Left to guess, DeepSpeed (imported by accelerate inside every Trainer once installed) prints
+    a warning into notebook outputs; without CUDA mathkit names the CPU, and never overrides a choice."""
+    from mathkit.training.distributed import name_deepspeed_accelerator
+
+    monkeypatch.delenv("DS_ACCELERATOR", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    name_deepspeed_accelerator()
+    assert os.environ["DS_ACCELERATOR"] == "cpu"
+    monkeypatch.setenv("DS_ACCELERATOR", "xpu")
+    name_deepspeed_accelerator()
+    assert os.environ["DS_ACCELERATOR"] == "xpu"
+    monkeypatch.delenv("DS_ACCELERATOR")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    name_deepspeed_accelerator()
+    assert "DS_ACCELERATOR" not in os.environ

@@ -45,9 +45,23 @@ def process_state():
     import torch
     from accelerate import PartialState
 
+    name_deepspeed_accelerator()
     if deepspeed_on_cpu():
         return PartialState(cpu=False, backend="gloo")
     return PartialState(cpu=not torch.cuda.is_available())
+
+
+def name_deepspeed_accelerator() -> None:
+    """Tell DeepSpeed, where it is installed, that a machine without CUDA has the CPU as its
+    accelerator (``DS_ACCELERATOR=cpu``), unless the variable is set already.
+
+    accelerate imports DeepSpeed inside every Trainer once it is installed, and DeepSpeed, left to
+    guess, prints a warning ("Setting accelerator to CPU ...") into the run's output: a notebook's
+    training cell, a report. Named, it makes the same choice silently."""
+    import torch
+
+    if "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available():
+        os.environ["DS_ACCELERATOR"] = "cpu"
 
 
 def deepspeed_launched() -> bool:

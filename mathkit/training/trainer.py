@@ -30,7 +30,7 @@ from mathkit.errors import DataError
 from mathkit.memory import track_peak_memory
 from mathkit.training.callbacks import METRICS_FILE, MetricsCallback, SideConfigCallback
 from mathkit.training.config import build_sft_config
-from mathkit.training.distributed import is_main_process, main_process_first
+from mathkit.training.distributed import is_main_process, main_process_first, name_deepspeed_accelerator
 from mathkit.training.result import TrainResult, finite, last_logged
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,7 @@ def train(model, tokenizer, train_dataset, eval_dataset=None, *, output_dir: str
     if resume_from is None and is_main_process():  # a fresh run starts a fresh history
         metrics_path.unlink(missing_ok=True)
     metrics = MetricsCallback(metrics_path)
+    name_deepspeed_accelerator()  # before the Trainer imports DeepSpeed (where installed)
     with quiet_progress_bars():
         trainer = (trainer_class or SFTTrainer)(
             model=model, args=config, train_dataset=train_data, eval_dataset=eval_data,
