@@ -46,9 +46,10 @@ def process_state():
     from accelerate import PartialState
 
     name_deepspeed_accelerator()
-    if deepspeed_on_cpu():
+    cpu = not torch.cuda.is_available()
+    if cpu and deepspeed_launched():  # DeepSpeed's CPU accelerator
         return PartialState(cpu=False, backend="gloo")
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=cpu)
 
 
 def name_deepspeed_accelerator() -> None:
@@ -67,13 +68,6 @@ def name_deepspeed_accelerator() -> None:
 def deepspeed_launched() -> bool:
     """True in a process that ``accelerate launch`` started with a DeepSpeed config."""
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-
-
-def deepspeed_on_cpu() -> bool:
-    """True under a DeepSpeed launch on a machine without CUDA (DeepSpeed's CPU accelerator)."""
-    import torch
-
-    return deepspeed_launched() and not torch.cuda.is_available()
 
 
 def rank() -> int:

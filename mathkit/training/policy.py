@@ -3,8 +3,9 @@
 One parameter file serves a CPU laptop, a T4 and an A100, so the choices that only the machine can
 make are made here, once, with a log line when a request is changed:
 
-* without a GPU: ``use_cpu`` (under a DeepSpeed launch, the gloo backend instead); ``bf16`` stays bf16 autocast where the CPU has native bf16
-  (avx512_bf16/AMX, :func:`mathkit.env.cpu_supports_bf16`), else fp32 with a warning; ``fp16``
+* without a GPU: ``use_cpu`` (under a DeepSpeed launch, the gloo backend instead); ``bf16``
+  stays bf16 autocast where the CPU has native bf16 (avx512_bf16/AMX,
+  :func:`mathkit.env.cpu_supports_bf16`), else fp32 with a warning; ``fp16``
   (a GPU setting) becomes bf16 or fp32 the same way; paged optimizers (CUDA memory paging) become
   their plain version; ``auto_find_batch_size`` (out-of-memory retries) is off; no pinned memory.
 * on a GPU without bf16 (T4, P100): ``bf16`` becomes ``fp16``.
